@@ -1,0 +1,1 @@
+"""flowscope: deep packet inspection for Python."""
