@@ -1,1 +1,80 @@
-"""flowscope: deep packet inspection for Python."""
+"""flowscope: deep packet inspection for Python.
+
+The front door is :func:`events` (every event of a capture or of any
+iterable of frames) and :func:`flows` (flow records only, the fastest mode).
+:class:`FlowTracker` is the per-worker engine underneath for callers who own
+their loop; :func:`open_capture` reads pcap and pcapng files.  The
+vocabulary (events, Protocols, errors) comes from ``flowscope_core`` and is
+re-exported here.
+"""
+
+from flowscope_core import (
+    CaptureFormatError,
+    ConnState,
+    Direction,
+    EndReason,
+    FlowEnded,
+    FlowEvent,
+    FlowInfo,
+    FlowStarted,
+    MissingExtraError,
+    Notice,
+    PluginLoadError,
+    SessionRecord,
+)
+
+from flowscope._api import Source, events, flows, frames
+from flowscope._capture import CaptureReader, open_capture
+from flowscope._community_id import community_id
+from flowscope._config import TrackerConfig
+from flowscope._extractors import FiveTuple, IpPair, MacPair
+from flowscope._fragments import FragmentConfig
+from flowscope._l7 import L7, L7Config, default_engine
+from flowscope._reassembly import OverlapPolicy, ReassemblyBudget, ReassemblyConfig, TcpReassembler
+from flowscope._registry import Discovered, discover
+from flowscope._sinks import CsvSink, JsonLinesSink, event_to_dict
+from flowscope._tracker import FlowTracker, TrackerStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "L7",
+    "CaptureFormatError",
+    "CaptureReader",
+    "ConnState",
+    "CsvSink",
+    "Direction",
+    "Discovered",
+    "EndReason",
+    "FiveTuple",
+    "FlowEnded",
+    "FlowEvent",
+    "FlowInfo",
+    "FlowStarted",
+    "FlowTracker",
+    "FragmentConfig",
+    "IpPair",
+    "JsonLinesSink",
+    "L7Config",
+    "MacPair",
+    "MissingExtraError",
+    "Notice",
+    "OverlapPolicy",
+    "PluginLoadError",
+    "ReassemblyBudget",
+    "ReassemblyConfig",
+    "SessionRecord",
+    "Source",
+    "TcpReassembler",
+    "TrackerConfig",
+    "TrackerStats",
+    "__version__",
+    "community_id",
+    "default_engine",
+    "discover",
+    "event_to_dict",
+    "events",
+    "flows",
+    "frames",
+    "open_capture",
+]

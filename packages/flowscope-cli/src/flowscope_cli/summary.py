@@ -1,0 +1,180 @@
+"""``flow-summary``: one record per flow (and per L7 transaction) from capture files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Iterator, List, Optional, Sequence, TextIO, Tuple
+
+from flowscope import (
+    CaptureReader,
+    CsvSink,
+    FlowTracker,
+    JsonLinesSink,
+    TrackerConfig,
+    open_capture,
+)
+from flowscope_core import CaptureFormatError, FlowEvent, MissingExtraError
+
+from flowscope_cli._common import Exit, Progress, demo_capture, error, open_output, quiet_broken_pipe
+from flowscope_cli._report import Report
+
+PROG = "flow-summary"
+
+DESCRIPTION = """\
+Summarise the flows in packet captures (pcap or pcapng, any of their link
+types; gzip-compressed files too).  Every TCP/UDP/ICMP conversation becomes
+one flow record with packet, byte and payload counts per direction, Zeek's
+history and conn_state, and the application protocol; HTTP, TLS and DNS
+transactions become records of their own.
+"""
+
+EPILOG = """\
+formats:
+  table   a readable report: totals, protocols, services, top talkers, the
+          largest flows, HTTP hosts, TLS names, JA4s, DNS names (default)
+  jsonl   one JSON object per line (flow, http, tls, dns… records; the field
+          contract is docs/events.md)
+  csv     flow records only, with a header row
+
+exit status:
+  0  success
+  1  a capture was truncated or corrupt (records before the damage were written)
+  2  bad arguments
+  3  an input could not be read or is not a capture
+  4  a protocol's optional dependency is missing (the message names the pip install)
+  130 interrupted (Ctrl-C); finished records were written
+
+examples:
+  flow-summary --demo
+  flow-summary capture.pcapng --format jsonl | jq 'select(.event_type=="tls") | .server_name'
+  flow-summary day1.pcap day2.pcap --format csv -o flows.csv
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also used by the docs test)."""
+    p = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap/pcapng files, read in order as one stream; none: the demo")
+    p.add_argument("-f", "--format", choices=("table", "jsonl", "csv"), default="table", help="output format (default: table)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    p.add_argument("--demo", action="store_true", help="run on the small capture packaged with flowscope-cli")
+    p.add_argument("--flows-only", action="store_true", help="flow records only: skip reassembly and HTTP/TLS/DNS parsing (fastest)")
+    p.add_argument("--vlan-in-key", action="store_true", help="keep flows on different VLANs apart")
+    p.add_argument("--max-flows", type=int, default=TrackerConfig().max_flows, metavar="N", help="flow table capacity; least recently used flows are written when full (default: %(default)s)")
+    p.add_argument("--stats", action="store_true", help="print the tracker's counters to standard error at the end")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress line on standard error")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    return p
+
+
+def _sink(fmt: str, out: TextIO, report: Optional[Report]) -> Callable[[FlowEvent], None]:
+    if fmt == "jsonl":
+        return JsonLinesSink(out).write
+    if fmt == "csv":
+        return CsvSink(out).write
+    assert report is not None
+    return report.add
+
+
+def _tracked(reader: CaptureReader, progress: Progress, tracker: FlowTracker, name: str) -> Iterator[Tuple[int, bytes, int, int]]:
+    n = 0
+    for rec in reader:
+        yield rec
+        n += 1
+        if not n & 0x3FFF:
+            progress.update(name, reader, tracker.stats.packets, tracker.stats.flows)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.max_flows < 1:
+        error(PROG, "--max-flows must be at least 1")
+        return Exit.USAGE
+    captures: List[str] = list(args.captures)
+    if args.demo or not captures:
+        captures = [str(demo_capture())]
+    config = TrackerConfig(max_flows=args.max_flows, vlan_in_key=args.vlan_in_key)
+    l7 = None
+    if not args.flows_only:
+        from flowscope import default_engine
+
+        l7 = default_engine()
+    tracker = FlowTracker(config, l7=l7)
+    try:
+        out = open_output(args.output)
+    except OSError as e:
+        error(PROG, f"cannot write {args.output}: {e.strerror}")
+        return Exit.UNREADABLE
+    report = Report() if args.format == "table" else None
+    write = _sink(args.format, out, report)
+    progress = Progress(args.progress)
+    status = Exit.OK
+    try:
+        try:
+            for path in captures:
+                try:
+                    reader = open_capture(path)
+                except FileNotFoundError:
+                    error(PROG, f"{path}: no such file")
+                    status = max(status, Exit.UNREADABLE)
+                    continue
+                except IsADirectoryError:
+                    error(PROG, f"{path}: is a directory, not a capture file")
+                    status = max(status, Exit.UNREADABLE)
+                    continue
+                except PermissionError:
+                    error(PROG, f"{path}: permission denied")
+                    status = max(status, Exit.UNREADABLE)
+                    continue
+                except CaptureFormatError as e:
+                    error(PROG, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
+                    status = max(status, Exit.UNREADABLE)
+                    continue
+                with reader:
+                    frames = _tracked(reader, progress, tracker, path) if progress.enabled else reader
+                    try:
+                        for ev in tracker.process(frames, flush=False):
+                            write(ev)
+                    except CaptureFormatError as e:
+                        progress.done()
+                        error(PROG, f"{e.path}: capture damaged at byte offset {e.offset}: {e.reason}; "
+                              f"the {reader.packets:,} packets before it were used")
+                        status = max(status, Exit.DAMAGED)
+            for ev in tracker.flush():
+                write(ev)
+        except KeyboardInterrupt:
+            progress.done()
+            for ev in tracker.flush():
+                write(ev)
+            error(PROG, "interrupted; flows seen so far were written")
+            status = Exit.INTERRUPTED
+        except MissingExtraError as e:
+            progress.done()
+            error(PROG, str(e))
+            return Exit.MISSING_EXTRA
+        progress.done()
+        if report is not None:
+            report.render(out, tracker.stats.as_dict())
+        if args.stats:
+            sys.stderr.write(" ".join(f"{k}={v}" for k, v in tracker.stats.as_dict().items()) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
+        return Exit.OK
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return status
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(int(run()))
+
+
+if __name__ == "__main__":
+    main()
