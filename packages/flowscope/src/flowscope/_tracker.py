@@ -104,8 +104,8 @@ class Flow:
     __slots__ = (
         "key", "fid", "proto", "a_addr", "b_addr", "a_port", "b_port", "fwd",
         "pk0", "pk1", "by0", "by1", "pl0", "pl1", "first_ts", "last_ts",
-        "hist", "hbits", "st", "nxt", "rtx", "zw", "flip", "basis",
-        "vlans", "tunnels", "closed_ts", "timer", "dead", "info", "l7", "missed", "service",
+        "hist", "hbits", "st", "anom", "flip", "basis",
+        "vlans", "tunnels", "closed_ts", "timer", "dead", "info", "l7", "missed", "service", "touched",
     )  # fmt: skip
 
     def __init__(
@@ -123,10 +123,10 @@ class Flow:
         self.first_ts = self.last_ts = ts
         self.hist = ""
         self.hbits = 0
-        self.st = [INACTIVE, INACTIVE]
-        self.nxt = [-1, -1]
-        self.rtx = [0, 0]
-        self.zw = [0, 0]
+        # TCP: [state a, state b, next seq a, next seq b] in one list (one GC object).
+        self.st = [INACTIVE, INACTIVE, -1, -1]
+        # [retransmissions a, b, zero windows a, b], made on first need.
+        self.anom: Optional[List[int]] = None
         self.flip = False
         self.basis = Orientation.FIRST_PACKET
         self.vlans: Tuple[int, ...] = ()
@@ -138,6 +138,7 @@ class Flow:
         self.l7: object = None
         self.missed = 0
         self.service: Optional[str] = None
+        self.touched = -1
 
     def flow_info(self) -> FlowInfo:
         """The flow's identity (built once, on first need)."""
@@ -214,7 +215,12 @@ class FlowTracker:
         self._decoder = Decoder(cfg.fragments)
         self._decode = self._decoder.decode
         self.stats = TrackerStats(self._decoder)
-        self._table: "LRU[Hashable, Flow]" = LRU(cfg.max_flows, callback=self._on_evict)
+        # Look-ups go to a plain dict; recency lives in an lru-dict touched at most once
+        # per flow per second of packet time, whose eviction callback writes the least
+        # recently used flow when the table is full.  A per-packet lru-dict look-up
+        # measured ~0.4 µs more than a dict's, a third of the per-packet budget.
+        self._table: Dict[Hashable, Flow] = {}
+        self._recency: "LRU[Hashable, Flow]" = LRU(cfg.max_flows, callback=self._on_evict)
         self._out: List[FlowEvent] = []
         if isinstance(extractor, FiveTuple):
             # The default key runs inline on the fast path; only its option matters.
@@ -279,6 +285,7 @@ class FlowTracker:
         for f in sorted(self._table.values(), key=_first_ts):
             self._end(f, EndReason.END_OF_INPUT, ts)
         self._table.clear()
+        self._recency.clear()
         self._buckets.clear()
         self._heap.clear()
         self._decoder.defrag.clear()
@@ -329,9 +336,13 @@ class FlowTracker:
             f = self._new_flow(key, proto, src, sport, dst, dport, fwd, ts, flags, meta)
         elif flags >= 0 and f.closed_ts >= 0 and flags & 0x12 == _SYN:
             # A new SYN on a closed connection: port reuse starts a new flow.
-            self._end(f, EndReason.RST if (f.st[0] == RESET or f.st[1] == RESET) else EndReason.FIN, ts)
-            del self._table[key]
+            self._restart(f, ts)
             f = self._new_flow(key, proto, src, sport, dst, dport, fwd, ts, flags, meta)
+        else:
+            sec = ts // SECOND
+            if f.touched != sec:
+                f.touched = sec
+                self._recency.get(key)
         dirn = 0 if fwd == f.fwd else 1
         if dirn:
             f.pk1 += npk
@@ -377,7 +388,9 @@ class FlowTracker:
                 f.basis = Orientation.SYN
         if meta is not None:
             f.vlans, f.tunnels = meta[0], meta[1]
+        f.touched = ts // SECOND
         self._table[key] = f
+        self._recency[key] = f
         self._schedule(f, ts + (self._idle.get(proto, self._idle_other)))
         if self._emit_starts:
             self._out.append(FlowStarted(flow=f.flow_info(), ts=ts))
@@ -399,7 +412,7 @@ class FlowTracker:
                 bits = _H_S
                 if s == INACTIVE or s == PARTIAL:
                     st[d] = SYN_SENT
-            f.nxt[d] = (seq + 1 + plen) & MASK32
+            st[2 + d] = (seq + 1 + plen) & MASK32
         else:
             if fl & _FIN:
                 bits = _H_F
@@ -414,21 +427,15 @@ class FlowTracker:
             if plen:
                 bits |= _H_D
                 e = (seq + plen) & MASK32
-                n = f.nxt[d]
+                n = st[2 + d]
                 if n < 0 or 0 < ((e - n) & MASK32) < HALF32:
-                    f.nxt[d] = e
+                    st[2 + d] = e
                 else:
-                    f.rtx[d] += 1
-                    r = f.rtx[d]
-                    if r == 1 or r == 10 or r == 100 or r == 1000 or r == 10000:
-                        f.hist += "t" if d != f.flip else "T"
+                    self._retransmission(f, d)
             elif fl & _ACK and not fl & _FIN:
                 bits |= _H_A
             if win == 0 and fl & _ACK:
-                f.zw[d] += 1
-                z = f.zw[d]
-                if z == 1 or z == 10 or z == 100 or z == 1000:
-                    f.hist += "w" if d != f.flip else "W"
+                self._zero_window(f, d)
         if d:
             bits <<= 6
         new = bits & ~f.hbits
@@ -438,6 +445,33 @@ class FlowTracker:
         if f.closed_ts < 0 and (st[d] == RESET or (st[0] == CLOSED and st[1] == CLOSED)):
             f.closed_ts = ts
             self._schedule(f, ts + self._linger)
+
+    @staticmethod
+    def _retransmission(f: Flow, d: int) -> None:
+        # Zeek writes 'T' at the 1st, 10th, 100th… retransmission of a direction.
+        a = f.anom
+        if a is None:
+            a = f.anom = [0, 0, 0, 0]
+        a[d] += 1
+        r = a[d]
+        if r == 1 or r == 10 or r == 100 or r == 1000 or r == 10000:
+            f.hist += "t" if d != f.flip else "T"
+
+    @staticmethod
+    def _zero_window(f: Flow, d: int) -> None:
+        a = f.anom
+        if a is None:
+            a = f.anom = [0, 0, 0, 0]
+        a[2 + d] += 1
+        z = a[2 + d]
+        if z == 1 or z == 10 or z == 100 or z == 1000:
+            f.hist += "w" if d != f.flip else "W"
+
+    def _restart(self, f: Flow, ts: int) -> None:
+        """Write a closed flow whose 5-tuple a new SYN reuses, and forget it."""
+        self._end(f, EndReason.RST if (f.st[0] == RESET or f.st[1] == RESET) else EndReason.FIN, ts)
+        del self._table[f.key]
+        del self._recency[f.key]
 
     @staticmethod
     def _history(f: Flow, new: int) -> None:
@@ -466,6 +500,11 @@ class FlowTracker:
         src_raw, dst_raw = addr_raw(ex.src.addr), addr_raw(ex.dst.addr)
         if f is None:
             f = self._new_flow(key, ex.proto, src_raw, ex.src.port, dst_raw, ex.dst.port, ex.forward, ts, flags, meta)
+        else:
+            sec = ts // SECOND
+            if f.touched != sec:
+                f.touched = sec
+                self._recency.get(key)
         dirn = 0 if ex.forward == f.fwd else 1
         if dirn:
             f.pk1 += npk
@@ -523,11 +562,13 @@ class FlowTracker:
                         reason = EndReason.IDLE_TIMEOUT
                     self._end(f, reason, now)
                     del self._table[f.key]
+                    del self._recency[f.key]
                 else:
                     self._schedule(f, dl)
 
     def _on_evict(self, key: Hashable, f: Flow) -> None:
         self.stats.evicted += 1
+        del self._table[key]
         self._end(f, EndReason.EVICTED, self._now)
 
     def _end(self, f: Flow, reason: EndReason, ts: int) -> None:
