@@ -33,7 +33,7 @@ def frames(source: Source) -> Iterable[Frame]:
         return source
     if isinstance(source, (str, os.PathLike)) or hasattr(source, "read"):
         return open_capture(source)  # type: ignore[arg-type]
-    return _from_iterable(source)  # type: ignore[arg-type]
+    return _from_iterable(source)
 
 
 def _from_iterable(items: Iterable[Tuple[Any, ...]]) -> Iterator[Frame]:

@@ -48,6 +48,8 @@ from flowscope._tracker import (
     FlowTracker,
 )
 
+_D_BITS = (_H_D, _H_D << 6)  # history bit of 'D' for direction 0 and 1
+_A_BITS = (_H_A, _H_A << 6)
 _TUNNEL_PORTS = frozenset(VXLAN_PORTS | {GENEVE_PORT, GTPU_PORT, TEREDO_PORT})
 _TCP = struct.Struct("!HHIIBBH").unpack_from
 _UDP = struct.Struct("!HHH").unpack_from
@@ -83,6 +85,9 @@ def run_pcap(
     tcp_general = tracker._tcp
     stats = tracker.stats
     vlan_key = tracker._vlan_key
+    out = tracker._out
+    l7 = tracker._l7
+    take = tracker._take
     base = 0
     end = len(buf)
     last_sec = -1
@@ -190,9 +195,9 @@ def run_pcap(
                 tracker._now = now
                 packet(ts, buf[rec:nxt], link, wire_len)
                 next_tick = tracker._next_tick
-                if tracker._out:
+                if out:
                     progress(base + pos, count)
-                    yield from tracker._take()
+                    yield from take()
                 continue
             npk += 1
             nby += wire_len
@@ -242,15 +247,16 @@ def run_pcap(
                     tcp_general(f, dirn, flags, seq, win, plen, ts)
                 else:
                     st = f.st
-                    s = st[dirn]
-                    if s == INACTIVE:
-                        st[dirn] = PARTIAL
-                    elif (s == SYN_SENT or s == SYN_ACK_SENT) and flags & _ACK:
-                        st[dirn] = ESTABLISHED
-                        if st[1 - dirn] == SYN_ACK_SENT:
-                            st[1 - dirn] = ESTABLISHED
+                    if st[dirn] != ESTABLISHED:
+                        s = st[dirn]
+                        if s == INACTIVE:
+                            st[dirn] = PARTIAL
+                        elif (s == SYN_SENT or s == SYN_ACK_SENT) and flags & _ACK:
+                            st[dirn] = ESTABLISHED
+                            if st[1 - dirn] == SYN_ACK_SENT:
+                                st[1 - dirn] = ESTABLISHED
                     if plen:
-                        bits = _H_D
+                        bits = _D_BITS[dirn]
                         e = (seq + plen) & MASK32
                         n = st[2 + dirn]
                         if n < 0 or 0 < ((e - n) & MASK32) < HALF32:
@@ -258,18 +264,15 @@ def run_pcap(
                         else:
                             tracker._retransmission(f, dirn)
                     elif flags & _ACK:
-                        bits = _H_A
+                        bits = _A_BITS[dirn]
                     else:
                         bits = 0
                     if win == 0 and flags & _ACK:
                         tracker._zero_window(f, dirn)
-                    if dirn:
-                        bits <<= 6
-                    if bits & ~f.hbits:
-                        new = bits & ~f.hbits
-                        f.hbits |= new
-                        tracker._history(f, new)
-            l7 = tracker._l7
+                    hb = f.hbits
+                    if bits & ~hb:
+                        f.hbits = hb | bits
+                        tracker._history(f, bits & ~hb)
             if l7 is not None and f.l7 is not False:
                 stats.packets += npk
                 stats.bytes += nby
@@ -278,14 +281,14 @@ def run_pcap(
                 l7.packet(f, dirn, ts, flags, seq, ack, buf, poff, pend)
                 evs = l7.pending
                 if evs:
-                    tracker._out.extend(evs)
+                    out.extend(evs)
                     evs.clear()
-            if tracker._out:
+            if out:
                 stats.packets += npk
                 stats.bytes += nby
                 npk = nby = 0
                 progress(base + pos, count)
-                yield from tracker._take()
+                yield from take()
         stats.packets += npk
         stats.bytes += nby
         npk = nby = 0

@@ -49,10 +49,12 @@ from flowscope_core import (
 )
 
 from flowscope._reassembly import ReassemblyBudget, ReassemblyConfig, TcpReassembler
+from flowscope._make import maker
 from flowscope._registry import discover
 from flowscope._tracker import Flow
 
 _ORIG, _RESP = Direction.ORIG, Direction.RESP
+_session_record = maker(SessionRecord)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,7 +171,7 @@ class L7:
         if events:
             info = flow.flow_info()
             for ev in events:
-                self.pending.append(SessionRecord(flow=info, event=ev))
+                self.pending.append(_session_record(info, ev))
 
     def _notice(self, flow: Flow, ts: int, kind: str, message: str, **details: Any) -> None:
         self.pending.append(

@@ -13,7 +13,7 @@ import csv
 import dataclasses
 import enum
 import json
-from json.encoder import encode_basestring_ascii as _q  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _q
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from flowscope_core import FlowEnded, FlowEvent, FlowInfo, FlowStarted, Notice, SessionRecord, proto_label

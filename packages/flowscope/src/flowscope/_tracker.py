@@ -67,6 +67,7 @@ from flowscope._community_id import community_id
 from flowscope._config import SECOND, TrackerConfig
 from flowscope._decode import Decoded, Decoder
 from flowscope._extractors import FiveTuple
+from flowscope._make import maker
 
 MASK32 = 0xFFFFFFFF
 HALF32 = 0x80000000
@@ -81,6 +82,28 @@ _LETTERS = "SHADFR"
 _H_S, _H_H, _H_A, _H_D, _H_F, _H_R = 1, 2, 4, 8, 16, 32
 
 _NO_EVENTS: List[FlowEvent] = []
+
+
+def _letters(new: int, flip: bool) -> str:
+    # Upper case for the originator; directions count from the first sender, so a
+    # flipped flow writes them the other way round.
+    out = ""
+    for i in range(12):
+        if new & (1 << i):
+            ch = _LETTERS[i % 6]
+            out += ch if (i < 6) != flip else ch.lower()
+    return out
+
+
+_HISTORY = ([_letters(n, False) for n in range(4096)], [_letters(n, True) for n in range(4096)])
+"""History letters for each set of new letter bits, unflipped and flipped."""
+
+# Positional constructors (see flowscope._make): records are built once per flow.
+_endpoint = maker(Endpoint)
+_flow_info = maker(FlowInfo)
+_flow_side = maker(FlowSide)
+_flow_stats = maker(FlowStats)
+_flow_ended = maker(FlowEnded)
 
 
 class L7Engine(Protocol):
@@ -148,15 +171,15 @@ class Flow:
                 oa, op, ra, rp = self.b_addr, self.b_port, self.a_addr, self.a_port
             else:
                 oa, op, ra, rp = self.a_addr, self.a_port, self.b_addr, self.b_port
-            info = FlowInfo(
-                flow_id=self.fid,
-                proto=self.proto,
-                orig=Endpoint(addr=addr_text(oa), port=op),
-                resp=Endpoint(addr=addr_text(ra), port=rp),
-                orientation=self.basis,
-                community_id=community_id(self.proto, oa, ra, op, rp) if len(oa) in (4, 16) else "",
-                vlan=self.vlans,
-                tunnel=self.tunnels,
+            info = _flow_info(
+                self.fid,
+                self.proto,
+                _endpoint(addr_text(oa), op),
+                _endpoint(addr_text(ra), rp),
+                self.basis,
+                community_id(self.proto, oa, ra, op, rp) if len(oa) in (4, 16) else "",
+                self.vlans,
+                self.tunnels,
             )
             self.info = info
         return info
@@ -263,6 +286,20 @@ class FlowTracker:
 
         With ``flush`` (the default) every open flow is written at the end.
         """
+        from flowscope._capture import CaptureReader
+
+        if isinstance(frames, CaptureReader):
+            layout = frames._take_pcap()
+            if layout is not None:
+                from flowscope._fastpath import run_pcap
+
+                buf, order, nanos, link = layout
+                yield from run_pcap(
+                    self, buf, 24, order, nanos, link, frames.max_caplen, frames._fill, frames._fail, frames._at
+                )
+                if flush:
+                    yield from self.flush()
+                return
         packet = self._packet
         out = self._out
         for ts, frame, wire_len, lt in frames:
@@ -294,11 +331,13 @@ class FlowTracker:
     # ------------------------------------------------------------------ hot path
 
     def _take(self) -> List[FlowEvent]:
+        # The list object stays the same (the fused loop holds a reference to it).
         out = self._out
         if not out:
             return _NO_EVENTS
-        self._out = []
-        return out
+        taken = out[:]
+        out.clear()
+        return taken
 
     def _packet(self, ts: int, frame: bytes, lt: int, wire_len: int) -> None:
         st = self.stats
@@ -475,15 +514,7 @@ class FlowTracker:
 
     @staticmethod
     def _history(f: Flow, new: int) -> None:
-        # Letters are upper case for the originator; directions here are relative to
-        # the first sender, so a flipped flow writes them the other way round.
-        h = f.hist
-        for i in range(12):
-            if new & (1 << i):
-                ch = _LETTERS[i % 6]
-                orig_side = (i < 6) != f.flip
-                h += ch if orig_side else ch.lower()
-        f.hist = h
+        f.hist += _HISTORY[f.flip][new]
 
     # ------------------------------------------------------------------ custom extractors
 
@@ -590,8 +621,8 @@ def _first_ts(f: Flow) -> int:
 
 def flow_record(f: Flow, reason: EndReason) -> FlowEnded:
     """The :class:`FlowEnded` record of a flow (orientation applied)."""
-    a = FlowSide(packets=f.pk0, bytes=f.by0, payload_bytes=f.pl0)
-    b = FlowSide(packets=f.pk1, bytes=f.by1, payload_bytes=f.pl1)
+    a = _flow_side(f.pk0, f.by0, f.pl0)
+    b = _flow_side(f.pk1, f.by1, f.pl1)
     if f.flip:
         a, b = b, a
         so, sr = f.st[1], f.st[0]
@@ -602,14 +633,14 @@ def flow_record(f: Flow, reason: EndReason) -> FlowEnded:
     if f.proto != 6:
         so = ACTIVE if a.packets else INACTIVE
         sr = ACTIVE if b.packets else INACTIVE
-    return FlowEnded(
-        flow=f.flow_info(),
-        ts=f.first_ts,
-        stats=FlowStats(orig=a, resp=b, first_ts=f.first_ts, last_ts=f.last_ts, missed_bytes=f.missed),
-        history=hist,
-        conn_state=conn_state(f.proto, so, sr, hist, a.payload_bytes, b.payload_bytes),
-        end_reason=reason,
-        service=f.service,
+    return _flow_ended(
+        f.flow_info(),
+        f.first_ts,
+        _flow_stats(a, b, f.first_ts, f.last_ts, f.missed),
+        hist,
+        conn_state(f.proto, so, sr, hist, a.payload_bytes, b.payload_bytes),
+        reason,
+        f.service,
     )
 
 

@@ -1,0 +1,911 @@
+"""QUIC Initial packets: the TLS ClientHello and ServerHello of QUIC v1, v2 and drafts.
+
+Theory of operation
+-------------------
+QUIC (RFC 9000) encrypts every packet, but the keys of the *Initial* packets
+are derived from public values only: a version-specific salt and the
+Destination Connection ID (DCID) that the client put in its first Initial
+packet (RFC 9001 §5.2; RFC 9369 §3.3 for version 2, which also renames the
+HKDF labels and rotates the long-header packet-type bits).  An observer can
+therefore decrypt the Initial packets of both sides and read the TLS
+handshake messages they carry in CRYPTO frames: the ClientHello (SNI, ALPN,
+cipher suites: the JA3/JA4 inputs) and the ServerHello (negotiated version
+and cipher, JA3S).  Everything after that (Handshake and 1-RTT packets,
+certificates included) is encrypted with secrets that never cross the wire.
+
+One :class:`QuicParser` serves one UDP flow.  Each datagram may hold several
+coalesced long-header packets followed by at most one short-header packet
+(RFC 9000 §12.2); the parser walks the long headers, skips 0-RTT and
+Handshake packets by their Length field, stops at a short header, a Retry, a
+Version Negotiation packet or an unknown version, and decrypts the Initial
+packets:
+
+1. *Keys.*  A client Initial first tries the current connection's keys
+   (derived from the DCID of its first client Initial: later client Initials
+   carry the server's chosen connection ID but keep those keys).  If that
+   fails, the keys of the packet's own DCID are tried; success there means a
+   new connection attempt on the same 5-tuple (after a Retry, or a reused
+   port), which closes the previous one.  Server Initials always use the
+   current connection's keys, derived for the version of the server's packet
+   (compatible version negotiation, RFC 9368, lets it differ from the
+   client's).
+2. *Header protection* is removed with AES-ECB over a 16-byte sample of the
+   ciphertext, then the payload is opened with AES-128-GCM; the packet
+   number is expanded against the largest one seen in that direction
+   (RFC 9000 §A.3) because it is part of the nonce.
+3. *Frames.*  An Initial may only carry PADDING, PING, ACK, CRYPTO and
+   CONNECTION_CLOSE; each is skipped or read by its exact length.  Any other
+   frame type is a protocol violation and makes the flow malformed.
+4. *CRYPTO reassembly.*  CRYPTO frames carry offsets into one byte stream
+   per direction.  Chrome splits its ClientHello into many frames, out of
+   order, across several packets, and every endpoint retransmits; the
+   stream keeps the in-order prefix and a small map of early pieces, trims
+   duplicates, and is bounded in bytes and in pieces (:class:`QuicConfig`).
+5. *Handshake messages* are cut from the in-order prefix by their 4-byte
+   header and handed to :mod:`flowscope.parsers._tlswire`: ClientHello from
+   the client, ServerHello from the server.
+
+A :class:`QuicHandshake` is emitted when a ServerHello completes a pair, or
+at :meth:`QuicParser.close` for a ClientHello that never got one (or a
+ServerHello whose ClientHello was never seen).  A HelloRetryRequest closes
+its record (``hello_retry_request`` true); the second ClientHello, which
+continues the same CRYPTO stream, starts a new one.
+
+States: *active* → *failed*.  Undecryptable or malformed Initial packets and
+exceeded bounds emit one :class:`QuicError` and make the state sticky: the
+flow is ignored from then on, but a hello already parsed is still reported
+at close.  Nothing here raises on traffic; the only exception is
+:class:`flowscope_core.MissingExtraError` from the factory when the
+``cryptography`` package is missing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import struct
+from dataclasses import dataclass
+from typing import ClassVar, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, Union
+
+from flowscope_core import (
+    DatagramParser,
+    Detection,
+    Direction,
+    FlowInfo,
+    MissingExtraError,
+    SessionEvent,
+    Timestamp,
+)
+
+from flowscope.parsers import _tlswire
+from flowscope.parsers._tlswire import ClientHello, ServerHello
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError:  # pragma: no cover - only without the 'tls' extra
+    _HAVE_CRYPTOGRAPHY = False
+else:
+    _HAVE_CRYPTOGRAPHY = True
+
+__all__ = [
+    "PacketKeys",
+    "QuicConfig",
+    "QuicError",
+    "QuicEvent",
+    "QuicHandshake",
+    "QuicParser",
+    "QuicParserFactory",
+    "factory",
+    "initial_keys",
+    "open_initial_packet",
+]
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuicConfig:
+    """Every bound the QUIC parser keeps, per flow."""
+
+    max_crypto_bytes: int = 16 * 1024
+    """Highest CRYPTO stream offset kept per direction and connection.
+
+    A ClientHello is normally 250-600 bytes and about 1.9 KB with a
+    post-quantum key share (X25519MLKEM768); the server's Initial flight is
+    only the ServerHello.  Clients keep the first flight to a few datagrams
+    (the server may send at most three times what it received before
+    validating the address, RFC 9000 §8.1).  16 KiB is eight times the
+    largest hello seen in practice.
+    """
+    max_crypto_fragments: int = 64
+    """Out-of-order CRYPTO pieces held per direction.
+
+    Chrome's "chaos protection" cuts its ClientHello into up to about ten
+    CRYPTO frames per packet and sends them shuffled; two or three packets
+    give a few dozen pieces at most.
+    """
+    max_initial_packets: int = 64
+    """Initial packets decrypted per flow before the parser gives up.
+
+    A handshake takes 2-6 Initial packets; clients retransmit on loss a
+    handful of times (RFC 9002 probe timeouts back off exponentially), so 64
+    means something is wrong, and it caps the AES work one flow can cost.
+    """
+    max_handshakes: int = 8
+    """Connections (ClientHellos with new keys) reported per flow.
+
+    Each new DCID costs a key derivation; a reused 5-tuple carries a second
+    connection rarely, and a flood of fresh DCIDs is an attack, not traffic.
+    """
+    max_connection_ids: int = 8
+    """Server-chosen connection IDs remembered to recognise retransmissions.
+
+    A server picks one connection ID in its Initial; a few leave room for
+    Retry and for a second connection on the 5-tuple.
+    """
+
+
+DEFAULT_CONFIG = QuicConfig()
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuicHandshake:
+    """One TLS handshake seen in QUIC Initial packets: a ClientHello with its ServerHello.
+
+    The fields after ``quic_version`` are those of the ``tls`` record (see
+    docs/EVENTS.md), so both kinds of handshake land in one table.
+    """
+
+    event_type: ClassVar[str] = "quic"
+    ts: Timestamp
+    """Time of the datagram that completed the record (ServerHello, or the lone ClientHello)."""
+    quic_version: str
+    """QUIC version of the packets: ``1``, ``2``, or ``0x…`` hex (drafts)."""
+    version: Optional[str]
+    """Negotiated TLS version from the ServerHello (e.g. ``TLSv1.3``); ``None`` without one."""
+    client_version: Optional[str]
+    """The ClientHello's legacy version, hex (``0x0303``)."""
+    client_supported_versions: Tuple[str, ...]
+    """The ClientHello's supported_versions extension, hex, GREASE included."""
+    server_name: Optional[str]
+    """SNI host name."""
+    alpn_offered: Tuple[str, ...]
+    """ALPN protocols offered by the client (``h3``…)."""
+    alpn_selected: Optional[str]
+    """ALPN selected by the server; always ``None`` in QUIC, where it travels encrypted."""
+    cipher: Optional[str]
+    """The ServerHello's cipher suite (IANA name or ``0x….``)."""
+    ja3: Optional[str]
+    """JA3 MD5 of the ClientHello."""
+    ja3_string: Optional[str]
+    """The JA3 input string."""
+    ja3s: Optional[str]
+    """JA3S MD5 of the ServerHello."""
+    ja3s_string: Optional[str]
+    """The JA3S input string."""
+    ja4: Optional[str]
+    """FoxIO JA4 of the ClientHello; starts with ``q`` for QUIC."""
+    cert_subject_cn: Optional[str] = None
+    """Always ``None``: QUIC certificates travel in encrypted Handshake packets."""
+    cert_issuer_cn: Optional[str] = None
+    """Always ``None`` (see ``cert_subject_cn``)."""
+    cert_san_dns: Tuple[str, ...] = ()
+    """Always empty (see ``cert_subject_cn``)."""
+    hello_retry_request: bool = False
+    """The ServerHello was a HelloRetryRequest; the retried ClientHello gets its own record."""
+    transport: str = "quic"
+    """Always ``quic``: lets ``quic`` and ``tls`` records share one table (the ``tls`` record says ``tcp``)."""
+    server_version_legacy: Optional[str] = None
+    """The ServerHello's legacy version in hex (``0x0303`` even for TLS 1.3)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuicError:
+    """The flow's Initial packets could not be decrypted or parsed; the flow is ignored after this."""
+
+    event_type: ClassVar[str] = "quic_error"
+    ts: Timestamp
+    """Time of the offending datagram."""
+    reason: str
+    """Stable identifier: ``undecryptable``, ``malformed_packet``, ``malformed_frame``,
+    ``malformed_hello``, ``crypto_limit`` or ``packet_limit`` (the last two: a bound was hit)."""
+    message: str
+    """Human-readable explanation."""
+
+
+QuicEvent = Union[QuicHandshake, QuicError]
+"""Everything this parser emits: a closed union."""
+
+
+# --------------------------------------------------------------------------- versions and keys
+
+_INITIAL, _ZERO_RTT, _HANDSHAKE, _RETRY = 0, 1, 2, 3
+
+_SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
+_SALT_V2 = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
+_SALT_DRAFT_29 = bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")
+_SALT_DRAFT_23 = bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502")
+_SALT_DRAFT_21 = bytes.fromhex("7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a")
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """What differs between QUIC versions for an observer of Initial packets."""
+
+    name: str
+    salt: bytes
+    label_prefix: bytes
+    """``quic `` (v1 and drafts) or ``quicv2 `` (RFC 9369 §3.3.2)."""
+    types: Tuple[int, int, int, int]
+    """Long-header type bits 0..3 mapped to _INITIAL/_ZERO_RTT/_HANDSHAKE/_RETRY."""
+
+
+_V1_TYPES = (_INITIAL, _ZERO_RTT, _HANDSHAKE, _RETRY)
+_V2_TYPES = (_RETRY, _INITIAL, _ZERO_RTT, _HANDSHAKE)
+
+
+def _version_table() -> Dict[int, _Version]:
+    table = {
+        0x00000001: _Version("1", _SALT_V1, b"quic ", _V1_TYPES),
+        0x6B3343CF: _Version("2", _SALT_V2, b"quicv2 ", _V2_TYPES),
+    }
+    # IETF drafts 21-34 (0xff0000NN), each with the salt of its draft range.
+    for draft in range(21, 35):
+        if draft <= 22:
+            salt = _SALT_DRAFT_21
+        elif draft <= 28:
+            salt = _SALT_DRAFT_23
+        else:
+            salt = _SALT_DRAFT_29 if draft <= 32 else _SALT_V1
+        number = 0xFF000000 | draft
+        table[number] = _Version(f"0x{number:08x}", salt, b"quic ", _V1_TYPES)
+    return table
+
+
+_VERSIONS = _version_table()
+
+
+def _hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
+    """TLS 1.3 HKDF-Expand-Label with an empty context (RFC 8446 §7.1), SHA-256.
+
+    Every output here is at most 32 bytes, one SHA-256 block, so HKDF-Expand
+    is the single HMAC ``T(1) = HMAC(secret, info || 0x01)`` (RFC 5869 §2.3):
+    one C call, no objects.
+    """
+    full = b"tls13 " + label
+    info = struct.pack(">HB", length, len(full)) + full + b"\x00\x01"
+    return hmac.digest(secret, info, "sha256")[:length]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PacketKeys:
+    """The packet-protection material of one direction at the Initial level."""
+
+    secret: bytes
+    """``client_initial_secret`` or ``server_initial_secret`` (32 bytes)."""
+    key: bytes
+    """AEAD_AES_128_GCM key (16 bytes)."""
+    iv: bytes
+    """AEAD IV (12 bytes), XORed with the packet number to form the nonce."""
+    hp: bytes
+    """Header-protection key (16 bytes, AES-ECB)."""
+
+
+def _direction_keys(spec: _Version, dcid: bytes, from_server: bool) -> PacketKeys:
+    """One direction's Initial keys (RFC 9001 §5.2, RFC 9369 §3.3)."""
+    initial_secret = hmac.digest(spec.salt, dcid, "sha256")
+    secret = _hkdf_expand_label(initial_secret, b"server in" if from_server else b"client in", 32)
+    return PacketKeys(
+        secret=secret,
+        key=_hkdf_expand_label(secret, spec.label_prefix + b"key", 16),
+        iv=_hkdf_expand_label(secret, spec.label_prefix + b"iv", 12),
+        hp=_hkdf_expand_label(secret, spec.label_prefix + b"hp", 16),
+    )
+
+
+def initial_keys(version: int, dcid: bytes) -> Tuple[PacketKeys, PacketKeys]:
+    """The client and server Initial keys of ``version`` for a client-chosen ``dcid``.
+
+    Raises ``ValueError`` for a version without known Initial keys.
+    """
+    spec = _VERSIONS.get(version)
+    if spec is None:
+        raise ValueError(f"no Initial keys are known for QUIC version 0x{version:08x}")
+    return _direction_keys(spec, dcid, False), _direction_keys(spec, dcid, True)
+
+
+class _Opener:
+    """Ready-made cipher objects for one direction's Initial packets."""
+
+    __slots__ = ("aead", "iv", "hp")
+
+    def __init__(self, keys: PacketKeys) -> None:
+        self.aead = AESGCM(keys.key)
+        self.iv = int.from_bytes(keys.iv, "big")
+        # ECB is stateless per block, so one encryptor object serves every sample.
+        self.hp: CipherContext = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
+
+
+def _decode_packet_number(largest: int, truncated: int, nbits: int) -> int:
+    """The full packet number closest to ``largest + 1`` (RFC 9000 §A.3)."""
+    expected = largest + 1
+    window = 1 << nbits
+    half = window >> 1
+    candidate = (expected & ~(window - 1)) | truncated
+    if candidate <= expected - half and candidate < (1 << 62) - window:
+        return candidate + window
+    if candidate > expected + half and candidate >= window:
+        return candidate - window
+    return candidate
+
+
+def _open(
+    opener: _Opener, data: memoryview, start: int, pn_offset: int, end: int, largest: int
+) -> Optional[Tuple[int, bytes]]:
+    """Remove header protection and decrypt one long-header packet ``data[start:end]``.
+
+    Returns the packet number and the plaintext payload, or ``None`` when the
+    packet is too short to sample or fails authentication (wrong keys).
+    """
+    sample = pn_offset + 4
+    if sample + 16 > end:
+        return None
+    mask = opener.hp.update(data[sample : sample + 16])
+    first = data[start] ^ (mask[0] & 0x0F)
+    pn_len = (first & 0x03) + 1
+    truncated = int.from_bytes(data[pn_offset : pn_offset + pn_len], "big")
+    truncated ^= int.from_bytes(mask[1 : 1 + pn_len], "big")
+    number = _decode_packet_number(largest, truncated, pn_len * 8)
+    header = bytes((first,)) + data[start + 1 : pn_offset] + truncated.to_bytes(pn_len, "big")
+    nonce = (opener.iv ^ number).to_bytes(12, "big")
+    try:
+        return number, opener.aead.decrypt(nonce, data[pn_offset + pn_len : end], header)
+    except InvalidTag:
+        return None
+
+
+def open_initial_packet(packet: bytes, *, client_dcid: bytes, from_server: bool) -> Tuple[int, bytes]:
+    """Decrypt one Initial packet (starting at ``packet[0]``) with the keys of ``client_dcid``.
+
+    Returns the packet number and the plaintext frames.  A utility for tools
+    and tests; the parser itself never raises.  Raises ``ValueError`` when the
+    packet is not a well-formed Initial of a known version or does not
+    decrypt; ``MissingExtraError`` without ``cryptography``.
+    """
+    if not _HAVE_CRYPTOGRAPHY:
+        raise MissingExtraError("quic", "tls")
+    try:
+        parsed = _parse_long_header(packet, 0)
+    except _Fault as exc:
+        raise ValueError(exc.message) from None
+    if parsed is None or parsed.ptype != _INITIAL:
+        raise ValueError("not an Initial packet of a known QUIC version")
+    keys = initial_keys(parsed.version, client_dcid)[1 if from_server else 0]
+    result = _open(_Opener(keys), memoryview(packet), 0, parsed.pn_offset, parsed.end, -1)
+    if result is None:
+        raise ValueError("the packet does not decrypt with these keys")
+    return result
+
+
+# --------------------------------------------------------------------------- wire reading
+
+
+class _Fault(Exception):
+    """Internal: the flow is malformed; becomes a :class:`QuicError`, never escapes."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+_UNPACK_I = struct.Struct(">I").unpack_from
+_UNPACK_Q = struct.Struct(">Q").unpack_from
+
+
+def _varint(buf: Union[bytes, memoryview], i: int, reason: str = "malformed_packet") -> Tuple[int, int]:
+    """A QUIC variable-length integer at ``buf[i]`` and the index after it (RFC 9000 §16)."""
+    if i >= len(buf):
+        raise _Fault(reason, "variable-length integer runs past the end")
+    first = buf[i]
+    prefix = first >> 6
+    if prefix == 0:
+        return first, i + 1
+    size = 1 << prefix
+    if i + size > len(buf):
+        raise _Fault(reason, "variable-length integer runs past the end")
+    if prefix == 1:
+        return ((first & 0x3F) << 8) | buf[i + 1], i + 2
+    if prefix == 2:
+        return int(_UNPACK_I(buf, i)[0]) & 0x3FFFFFFF, i + 4
+    return int(_UNPACK_Q(buf, i)[0]) & 0x3FFFFFFFFFFFFFFF, i + 8
+
+
+class _LongHeader:
+    """The fields of one long-header packet that the parser needs."""
+
+    __slots__ = ("version", "spec", "ptype", "dcid", "scid", "pn_offset", "end")
+
+    def __init__(
+        self, version: int, spec: _Version, ptype: int, dcid: bytes, scid: bytes, pn_offset: int, end: int
+    ) -> None:
+        self.version = version
+        self.spec = spec
+        self.ptype = ptype
+        self.dcid = dcid
+        self.scid = scid
+        self.pn_offset = pn_offset
+        self.end = end
+
+
+def _parse_long_header(data: Union[bytes, memoryview], pos: int) -> Optional[_LongHeader]:
+    """The long header at ``data[pos]``; ``None`` when the rest of the datagram cannot be walked.
+
+    ``None`` covers Version Negotiation, unknown versions and Retry (none has
+    a Length field, so nothing after them is a packet of ours).  A header
+    that is cut short raises :class:`_Fault`.
+    """
+    n = len(data)
+    if pos + 7 > n:
+        raise _Fault("malformed_packet", "long header runs past the end of the datagram")
+    version = int(_UNPACK_I(data, pos + 1)[0])
+    spec = _VERSIONS.get(version)
+    if spec is None:
+        return None
+    ptype = spec.types[(data[pos] >> 4) & 0x03]
+    if ptype == _RETRY:
+        return None
+    i = pos + 5
+    dcid_len = data[i]
+    i += 1
+    if dcid_len > 20 or i + dcid_len >= n:
+        raise _Fault("malformed_packet", "bad destination connection ID length")
+    dcid = bytes(data[i : i + dcid_len])
+    i += dcid_len
+    scid_len = data[i]
+    i += 1
+    if scid_len > 20 or i + scid_len > n:
+        raise _Fault("malformed_packet", "bad source connection ID length")
+    scid = bytes(data[i : i + scid_len])
+    i += scid_len
+    if ptype == _INITIAL:
+        token_len, i = _varint(data, i)
+        i += token_len
+    length, i = _varint(data, i)
+    end = i + length
+    if end > n:
+        raise _Fault("malformed_packet", f"packet length {length} exceeds the datagram")
+    return _LongHeader(version, spec, ptype, dcid, scid, i, end)
+
+
+_NON_ZERO = re.compile(b"[^\x00]")
+
+
+def _crypto_frames(payload: bytes) -> List[Tuple[int, bytes]]:
+    """The (offset, data) of every CRYPTO frame in an Initial packet's plaintext.
+
+    Frames allowed in Initial packets (RFC 9000 §12.4) are read by their
+    exact lengths; any other type raises :class:`_Fault`.
+    """
+    out: List[Tuple[int, bytes]] = []
+    i = 0
+    n = len(payload)
+    reason = "malformed_frame"
+    while i < n:
+        ftype = payload[i]
+        if ftype == 0x00:  # PADDING: skip the whole run in C
+            m = _NON_ZERO.search(payload, i)
+            i = m.start() if m is not None else n
+            continue
+        i += 1
+        if ftype == 0x06:  # CRYPTO
+            offset, i = _varint(payload, i, reason)
+            length, i = _varint(payload, i, reason)
+            if i + length > n:
+                raise _Fault(reason, "CRYPTO frame runs past the end of the packet")
+            out.append((offset, payload[i : i + length]))
+            i += length
+        elif ftype == 0x01:  # PING
+            continue
+        elif ftype in (0x02, 0x03):  # ACK, ACK with ECN counts
+            _, i = _varint(payload, i, reason)  # largest acknowledged
+            _, i = _varint(payload, i, reason)  # ack delay
+            count, i = _varint(payload, i, reason)
+            _, i = _varint(payload, i, reason)  # first range
+            if count > (n - i) // 2:  # each range is at least two one-byte varints
+                raise _Fault(reason, "ACK range count exceeds the packet")
+            for _ in range(count * 2 + (3 if ftype == 0x03 else 0)):
+                _, i = _varint(payload, i, reason)
+        elif ftype in (0x1C, 0x1D):  # CONNECTION_CLOSE (transport, application)
+            _, i = _varint(payload, i, reason)  # error code
+            if ftype == 0x1C:
+                _, i = _varint(payload, i, reason)  # offending frame type
+            text_len, i = _varint(payload, i, reason)
+            if i + text_len > n:
+                raise _Fault(reason, "CONNECTION_CLOSE reason runs past the end")
+            i += text_len
+        else:
+            raise _Fault(reason, f"frame type 0x{ftype:02x} is not allowed in an Initial packet")
+    return out
+
+
+class _CryptoStream:
+    """One direction's CRYPTO stream at the Initial level: in-order prefix plus early pieces."""
+
+    __slots__ = ("data", "pending", "pending_bytes", "consumed")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        """Bytes from offset 0 with no hole."""
+        self.pending: Dict[int, bytes] = {}
+        """Pieces that start beyond ``data``, by offset (longest kept per offset)."""
+        self.pending_bytes = 0
+        self.consumed = 0
+        """Offset of the first byte not yet cut into a handshake message."""
+
+    def add(self, offset: int, piece: bytes, config: QuicConfig) -> bool:
+        """Store a CRYPTO frame's bytes; True when the in-order prefix grew."""
+        end = offset + len(piece)
+        if end > config.max_crypto_bytes:
+            raise _Fault("crypto_limit", f"CRYPTO data reaches offset {end}, beyond max_crypto_bytes")
+        have = len(self.data)
+        if end <= have or not piece:
+            return False  # retransmission of bytes already held
+        if offset <= have:
+            self.data += piece[have - offset :]
+            if self.pending:
+                self._drain()
+            return True
+        old = self.pending.get(offset)
+        if old is None:
+            if len(self.pending) >= config.max_crypto_fragments:
+                raise _Fault("crypto_limit", "too many out-of-order CRYPTO pieces")
+        elif len(old) >= len(piece):
+            return False
+        else:
+            self.pending_bytes -= len(old)
+        if self.pending_bytes + len(piece) > config.max_crypto_bytes:
+            raise _Fault("crypto_limit", "out-of-order CRYPTO bytes exceed max_crypto_bytes")
+        self.pending[offset] = piece
+        self.pending_bytes += len(piece)
+        return False
+
+    def _drain(self) -> None:
+        """Move every held piece that now touches the prefix into it."""
+        while self.pending:
+            first = min(self.pending)
+            have = len(self.data)
+            if first > have:
+                return
+            piece = self.pending.pop(first)
+            self.pending_bytes -= len(piece)
+            if first + len(piece) > have:
+                self.data += piece[have - first :]
+
+    def messages(self, config: QuicConfig) -> List[Tuple[int, bytes]]:
+        """Cut the complete handshake messages (type, body) from the prefix."""
+        out: List[Tuple[int, bytes]] = []
+        data = self.data
+        pos = self.consumed
+        while len(data) - pos >= 4:
+            htype = data[pos]
+            length = int.from_bytes(data[pos + 1 : pos + 4], "big")
+            if pos + 4 + length > config.max_crypto_bytes:
+                raise _Fault("crypto_limit", f"handshake message of {length} bytes exceeds max_crypto_bytes")
+            if pos + 4 + length > len(data):
+                break
+            out.append((htype, bytes(data[pos + 4 : pos + 4 + length])))
+            pos += 4 + length
+        self.consumed = pos
+        return out
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+class _Connection:
+    """One QUIC connection attempt: its keys, CRYPTO streams and pending hellos."""
+
+    __slots__ = (
+        "odcid",
+        "openers",
+        "server_cids",
+        "largest",
+        "streams",
+        "client_hello",
+        "client_version",
+        "server_hello",
+        "server_version",
+        "ts",
+        "done",
+    )
+
+    def __init__(self, odcid: bytes) -> None:
+        self.odcid = odcid
+        """The DCID of the client's first Initial: the source of every Initial key."""
+        self.openers: Dict[Tuple[int, bool], _Opener] = {}
+        """Per (QUIC version, from server): derived on first use, since many flows never see a server Initial."""
+        self.server_cids: Set[bytes] = set()
+        self.largest = [-1, -1]
+        """Largest packet number seen per direction (client, server)."""
+        self.streams = (_CryptoStream(), _CryptoStream())
+        self.client_hello: Optional[ClientHello] = None
+        self.client_version = 0
+        self.server_hello: Optional[ServerHello] = None
+        self.server_version = 0
+        self.ts = 0
+        self.done = False
+        """A final (non-HRR) ServerHello was reported: later Initials are retransmissions."""
+
+    def opener(self, version: int, from_server: bool) -> _Opener:
+        """The cipher objects of ``version`` for one direction, derived once."""
+        opener = self.openers.get((version, from_server))
+        if opener is None:
+            keys = _direction_keys(_VERSIONS[version], self.odcid, from_server)
+            opener = self.openers[version, from_server] = _Opener(keys)
+        return opener
+
+
+_NO_EVENTS: Tuple[SessionEvent, ...] = ()
+
+
+def _version_label(version: int) -> str:
+    spec = _VERSIONS.get(version)
+    return spec.name if spec is not None else f"0x{version:08x}"
+
+
+class QuicParser:
+    """Decrypts one UDP flow's QUIC Initial packets and reports its TLS hellos."""
+
+    __slots__ = ("_config", "_conn", "_failed", "_initials", "_handshakes")
+
+    def __init__(self, config: QuicConfig = DEFAULT_CONFIG) -> None:
+        self._config = config
+        self._conn: Optional[_Connection] = None
+        self._failed = False
+        self._initials = 0
+        self._handshakes = 0
+
+    # -- DatagramParser -----------------------------------------------------------------
+
+    def datagram(self, direction: Direction, payload: bytes, ts: Timestamp) -> Sequence[SessionEvent]:
+        """One UDP payload of the flow; returns the records it completed."""
+        if self._failed or not payload or not payload[0] & 0x80:
+            return _NO_EVENTS  # short-header (1-RTT) datagrams: the common case after the handshake
+        out: List[SessionEvent] = []
+        try:
+            self._walk(direction is Direction.RESP, payload, ts, out)
+        except _Fault as fault:
+            self._failed = True
+            out.append(QuicError(ts=ts, reason=fault.reason, message=fault.message))
+        return out
+
+    def close(self, ts: Timestamp) -> Sequence[SessionEvent]:
+        """The flow is over: report a ClientHello (or ServerHello) that is still unpaired."""
+        out: List[SessionEvent] = []
+        conn = self._conn
+        if conn is not None:
+            self._flush(conn, out)
+        return out
+
+    # -- datagram walk --------------------------------------------------------------------
+
+    def _walk(self, from_server: bool, payload: bytes, ts: Timestamp, out: List[SessionEvent]) -> None:
+        data = memoryview(payload)
+        n = len(payload)
+        pos = 0
+        while pos < n and payload[pos] & 0x80:
+            try:
+                header = _parse_long_header(data, pos)
+            except _Fault:
+                if pos == 0:
+                    raise
+                return  # junk after a good packet: ignore the rest (RFC 9000 §12.2)
+            if header is None:
+                return
+            if header.ptype == _INITIAL:
+                self._initial(from_server, header, data, pos, ts, out)
+                if self._failed:
+                    return
+            pos = header.end
+
+    def _initial(
+        self,
+        from_server: bool,
+        header: _LongHeader,
+        data: memoryview,
+        start: int,
+        ts: Timestamp,
+        out: List[SessionEvent],
+    ) -> None:
+        config = self._config
+        conn = self._conn
+        if from_server:
+            if conn is None:
+                raise _Fault("undecryptable", "server Initial packet before any client Initial")
+            if conn.done:
+                return
+        elif conn is not None and conn.done and (header.dcid == conn.odcid or header.dcid in conn.server_cids):
+            return  # the client's Initial ACKs after the handshake
+        if self._initials >= config.max_initial_packets:
+            raise _Fault("packet_limit", f"more than {config.max_initial_packets} Initial packets")
+        self._initials += 1
+        side = 1 if from_server else 0
+        result = None
+        if conn is not None:
+            opener = conn.opener(header.version, from_server)
+            result = _open(opener, data, start, header.pn_offset, header.end, conn.largest[side])
+        if conn is None or result is None:
+            conn, result = self._new_connection(from_server, header, data, start, out)
+        number, plaintext = result
+        if number > conn.largest[side]:
+            conn.largest[side] = number
+        if from_server and len(conn.server_cids) < config.max_connection_ids:
+            conn.server_cids.add(header.scid)
+        stream = conn.streams[side]
+        grew = False
+        for offset, piece in _crypto_frames(plaintext):
+            grew = stream.add(offset, piece, config) or grew
+        if grew:
+            for htype, body in stream.messages(config):
+                self._message(conn, from_server, htype, body, header.version, ts, out)
+
+    def _new_connection(
+        self, from_server: bool, header: _LongHeader, data: memoryview, start: int, out: List[SessionEvent]
+    ) -> Tuple[_Connection, Tuple[int, bytes]]:
+        """Try the keys of the packet's own DCID: a new connection attempt (after a Retry, or a reused port)."""
+        old = self._conn
+        if from_server or (old is not None and header.dcid == old.odcid):
+            raise _Fault("undecryptable", "Initial packet fails authentication with the connection's keys")
+        fresh = _Connection(header.dcid)
+        result = _open(fresh.opener(header.version, False), data, start, header.pn_offset, header.end, -1)
+        if result is None:
+            raise _Fault("undecryptable", "client Initial packet fails authentication")
+        if self._handshakes >= self._config.max_handshakes:
+            raise _Fault("packet_limit", f"more than {self._config.max_handshakes} connections on one flow")
+        self._handshakes += 1
+        if old is not None:
+            self._flush(old, out)
+        self._conn = fresh
+        return fresh, result
+
+    # -- handshake messages ---------------------------------------------------------------
+
+    def _message(
+        self,
+        conn: _Connection,
+        from_server: bool,
+        htype: int,
+        body: bytes,
+        version: int,
+        ts: Timestamp,
+        out: List[SessionEvent],
+    ) -> None:
+        if not from_server and htype == 1:
+            hello = _tlswire.parse_client_hello(body)
+            if hello is None:
+                raise _Fault("malformed_hello", "the ClientHello does not parse")
+            if conn.client_hello is not None:
+                self._flush(conn, out)
+            conn.client_hello, conn.client_version, conn.ts = hello, version, ts
+        elif from_server and htype == 2:
+            server = _tlswire.parse_server_hello(body)
+            if server is None:
+                raise _Fault("malformed_hello", "the ServerHello does not parse")
+            if conn.server_hello is not None:
+                self._flush(conn, out)
+            conn.server_hello, conn.server_version, conn.ts = server, version, ts
+        else:
+            return  # no other message belongs in Initial packets; nothing to report
+        if conn.client_hello is not None and conn.server_hello is not None:
+            retry = conn.server_hello.is_hello_retry_request
+            self._flush(conn, out)
+            conn.done = not retry
+
+    def _flush(self, conn: _Connection, out: List[SessionEvent]) -> None:
+        """Report the connection's pending hello(s), if any, and forget them."""
+        client, server = conn.client_hello, conn.server_hello
+        if client is None and server is None:
+            return
+        version = conn.server_version if server is not None else conn.client_version
+        out.append(_record(client, server, _version_label(version), conn.ts))
+        conn.client_hello = None
+        conn.server_hello = None
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _record(
+    client: Optional[ClientHello], server: Optional[ServerHello], quic_version: str, ts: Timestamp
+) -> QuicHandshake:
+    """Build the record from the parsed hellos with the TLS helpers shared with :mod:`flowscope.parsers.tls`."""
+    ja3_string = ja3 = ja4 = server_name = client_version = None
+    supported: Tuple[str, ...] = ()
+    alpn: Tuple[str, ...] = ()
+    if client is not None:
+        ja3_string, ja3 = _tlswire.ja3(client)
+        ja4 = _tlswire.ja4(client, transport="q")
+        server_name = client.server_name
+        client_version = f"0x{client.legacy_version:04x}"
+        supported = tuple([f"0x{v:04x}" for v in client.supported_versions])
+        alpn = client.alpn
+    ja3s_string = ja3s = negotiated = cipher = legacy = selected = None
+    retry = False
+    if server is not None:
+        ja3s_string, ja3s = _tlswire.ja3s(server)
+        negotiated = _tlswire.version_name(server.negotiated_version)
+        cipher = _tlswire.cipher_name(server.cipher_suite)
+        legacy = f"0x{server.legacy_version:04x}"
+        selected = server.alpn
+        retry = server.is_hello_retry_request
+    return QuicHandshake(
+        ts=ts,
+        quic_version=quic_version,
+        version=negotiated,
+        client_version=client_version,
+        client_supported_versions=supported,
+        server_name=server_name,
+        alpn_offered=alpn,
+        alpn_selected=selected,
+        cipher=cipher,
+        ja3=ja3,
+        ja3_string=ja3_string,
+        ja3s=ja3s,
+        ja3s_string=ja3s_string,
+        ja4=ja4,
+        hello_retry_request=retry,
+        server_version_legacy=legacy,
+    )
+
+
+# --------------------------------------------------------------------------- factory
+
+
+class QuicParserFactory:
+    """Recognises QUIC by a client (or server) Initial packet and makes :class:`QuicParser` s."""
+
+    __slots__ = ("_config",)
+
+    name = "quic"
+    ports: FrozenSet[int] = frozenset({443, 80, 8443, 4433})
+
+    def __init__(self, config: QuicConfig = DEFAULT_CONFIG) -> None:
+        self._config = config
+
+    def detect(self, direction: Direction, data: bytes, flow: FlowInfo) -> Detection:
+        """MATCH a long-header Initial packet of a version whose Initial keys are known.
+
+        Another long-header packet of such a version (a Handshake or Retry
+        packet captured before the client's Initial) says NEED_MORE: the
+        Initial may be the next datagram.
+        """
+        if len(data) < 7 or data[0] & 0xC0 != 0xC0:  # long header with the fixed bit
+            return Detection.NO_MATCH
+        spec = _VERSIONS.get(int(_UNPACK_I(data, 1)[0]))
+        if spec is None:
+            return Detection.NO_MATCH
+        if spec.types[(data[0] >> 4) & 0x03] != _INITIAL:
+            return Detection.NEED_MORE
+        try:
+            header = _parse_long_header(data, 0)
+        except _Fault:
+            return Detection.NO_MATCH
+        return Detection.MATCH if header is not None else Detection.NO_MATCH
+
+    def create_datagram(self, flow: FlowInfo) -> DatagramParser:
+        """A parser for one flow; raises ``MissingExtraError`` without ``cryptography``."""
+        if not _HAVE_CRYPTOGRAPHY:
+            raise MissingExtraError("quic", "tls")
+        return QuicParser(self._config)
+
+
+def factory() -> QuicParserFactory:
+    """The entry point ``flowscope.parsers.quic:factory``."""
+    return QuicParserFactory()
