@@ -73,13 +73,14 @@ def checksum(data: bytes) -> int:
     """The Internet checksum (RFC 1071): ones' complement of the ones' complement sum."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
 
 
-def _pseudo(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
+def pseudo_header(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
+    """The IPv4 (RFC 793) or IPv6 (RFC 8200 §8.1) pseudo-header that transport checksums cover."""
     if len(src) == 4:
         return src + dst + struct.pack("!BBH", 0, proto, length)
     return src + dst + struct.pack("!IxxxB", length, proto)
@@ -87,7 +88,7 @@ def _pseudo(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
 
 def _with_l4_checksum(seg: bytearray, at: int, src: bytes, dst: bytes, proto: int, udp: bool = False) -> bytes:
     if src and dst:
-        c = checksum(_pseudo(src, dst, proto, len(seg)) + bytes(seg))
+        c = checksum(pseudo_header(src, dst, proto, len(seg)) + bytes(seg))
         if udp and c == 0:
             c = 0xFFFF  # RFC 768: a computed zero is sent as all ones
         struct.pack_into("!H", seg, at, c)

@@ -500,6 +500,24 @@ def test_reader_surface(tmp_path: Path) -> None:
         open_capture(io.BytesIO(b"nope"), name="label")
 
 
+
+def test_fused_loop_hand_over() -> None:
+    data, spans = pcap_file(PACKETS, order=">", magic=PCAP_NS, link=113)
+    reader = open_capture(io.BytesIO(data))
+    layout = reader._take_pcap()
+    assert layout is not None
+    buf, order, nanos, link = layout
+    assert (buf[:24], order, nanos, link, reader.max_caplen) == (data[:24], ">", True, 113, 262_144)
+    assert reader._take_pcap() is None  # handed over once only
+    reader._at(spans[0][1], 1)
+    assert (reader.offset, reader.packets) == (spans[0][1], 1)
+    assert reader._fail(30, "bad").offset == 30
+    begun = open_capture(io.BytesIO(data))
+    next(iter(begun))
+    assert begun._take_pcap() is None
+    for other in (two_section_pcapng()[0], pcap_file(PACKETS, magic=PCAP_MODIFIED)[0]):
+        assert open_capture(io.BytesIO(other))._take_pcap() is None
+
 # -- Hypothesis: nothing but CaptureFormatError ------------------------------------------------
 
 MAGICS = [

@@ -324,7 +324,7 @@ def test_corpus_tcp_streams_byte_by_byte(corpus_dir: Path) -> None:
     """Real DNS-over-TCP streams fed one byte at a time give the same messages as whole segments."""
     streams = 0
     for pcap in DNS_CAPTURES:
-        for (src, dst), segments in _decode(pcap).tcp.items():
+        for segments in _decode(pcap).tcp.values():
             stream = b"".join(chunk for _, chunk in _stream_chunks(segments))
             if not stream:
                 continue
@@ -377,7 +377,7 @@ def test_detect_accepts_every_corpus_dns_message(corpus_dir: Path) -> None:
                 result = fac.detect(Direction.ORIG, payload, on_port)
             assert result is Detection.MATCH, (pcap.name, payload[:16].hex())
             seen += 1
-        for (src, dst), segments in cap.tcp.items():
+        for segments in cap.tcp.values():
             chunks = _stream_chunks(segments)
             if chunks:
                 stream = b"".join(c for _, c in chunks)

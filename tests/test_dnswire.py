@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import time
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import pytest
@@ -367,6 +368,15 @@ def test_slot_constructor_matches_keyword_init() -> None:
     assert build("a.example", "MX", "CH", True) == expected
 
 
+def test_slot_constructor_refuses_field_names_it_uses_itself() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Clash:
+        obj: int
+
+    with pytest.raises(ValueError, match="Clash"):
+        slot_constructor(Clash)
+
+
 # --------------------------------------------------------------------------- robustness
 
 
@@ -388,6 +398,17 @@ SAMPLE = (
     + rr(ptr(16), 6, b"\x02ns" + ptr(16) + b"\x01h" + ptr(16) + bytes(20))
     + rr(b"\x00", 41, b"", ttl=0)
 )
+
+
+def test_every_prefix_is_reported_as_truncated() -> None:
+    for cut in range(len(SAMPLE)):
+        assert wire_error(SAMPLE[:cut]).truncated, cut
+
+
+def test_structural_errors_are_not_truncation() -> None:
+    body = header(an=1) + question(name("x.example"))
+    assert not wire_error(body + rr(ptr(len(body)), 1, bytes(4))).truncated
+    assert not wire_error(answer_message(1, bytes(5))).truncated
 
 
 def test_sample_parses() -> None:

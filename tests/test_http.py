@@ -357,7 +357,7 @@ HEAD_THEN_GET: Conv = [
 ]
 HEAD_CHUNKED: Conv = [
     (ORIG, req("GET", "/x", "Host: h") + req("HEAD", "/y", "Host: h") + req("GET", "/z", "Host: h")),
-    (RESP, resp("200 OK", "Content-Type: a/x", "Transfer-Encoding: chunked", body=chunked(b"line\nline\n"))
+    (RESP, resp("200 OK", "Content-Type: a/x", "Transfer-Encoding: chunked", body=b"5;ext=1\r\nli\r\nn\r\n" + chunked(b"e\nline\n"))
      + resp("200 OK", "Content-Type: a/y", "Transfer-Encoding: chunked")
      + resp("200 OK", "Content-Type: a/z", "Content-Length: 4", body=b"zzzz")),
 ]
@@ -470,7 +470,7 @@ def test_head_response_has_no_body() -> None:
 def test_head_between_chunked_responses() -> None:
     x, y, z = only_txns(feed(HEAD_CHUNKED))
     assert [(t.uri, t.response_content_type, t.response_body_len) for t in (x, y, z)] == [
-        ("/x", "a/x", 10), ("/y", "a/y", 0), ("/z", "a/z", 4)]
+        ("/x", "a/x", 12), ("/y", "a/y", 0), ("/z", "a/z", 4)]
 
 
 def test_head_response_arriving_in_pieces() -> None:

@@ -42,7 +42,7 @@ from flowscope.parsers.quic import (
     initial_keys,
     open_initial_packet,
 )
-from tests.conftest import corpus_pcaps, load_truth
+from conftest import corpus_pcaps, load_truth
 
 # --------------------------------------------------------------------------- RFC samples
 

@@ -140,6 +140,7 @@ def _expected(rec: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+@pytest.mark.corpus
 def test_corpus_handshakes_match_tshark(corpus_dir: Path) -> None:
     mismatches: List[Tuple[Any, ...]] = []
     compared = 0
@@ -166,6 +167,7 @@ def test_corpus_handshakes_match_tshark(corpus_dir: Path) -> None:
     assert compared >= 85
 
 
+@pytest.mark.corpus
 def test_every_corpus_tcp_flow_is_detected_and_parsed_cleanly(corpus_dir: Path) -> None:
     """TLS flows (and only they) are detected; each gives exactly tshark's records and no error."""
     tls_factory = factory()
@@ -234,6 +236,7 @@ def _corpus_feeds(corpus: Path) -> List[Tuple[str, Feed]]:
     return feeds
 
 
+@pytest.mark.corpus
 def test_corpus_whole_and_byte_at_a_time_give_the_same_records(corpus_dir: Path) -> None:
     for name, feed in _corpus_feeds(corpus_dir):
         baseline = without_ts(run(feed))
@@ -259,6 +262,7 @@ def _sample_feeds(corpus: Path) -> List[Tuple[str, Feed]]:
     return _feed_cache[corpus]
 
 
+@pytest.mark.corpus
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=20))
 def test_corpus_records_survive_any_split_points(corpus_dir: Path, sizes: List[int]) -> None:

@@ -705,6 +705,7 @@ def _corpus_client_hellos(capture: Path, truth: Dict[str, Any]) -> List[Tuple[Di
     return pairs
 
 
+@pytest.mark.corpus
 def test_corpus_client_hellos_match_tshark(corpus_dir: Path) -> None:
     checked = 0
     for capture, truth in corpus_captures_with_tls(corpus_dir):

@@ -6,11 +6,12 @@ Theory of operation
 A capture is read front to back, once, in chunks of about
 ``CaptureLimits.chunk_bytes`` (64 KiB).  The reader keeps one ``bytes``
 buffer ``buf``, a cursor ``pos`` into it and ``base``, the stream offset of
-``buf[0]``; a record's stream offset is therefore always ``base + pos``.  Records are decoded
-in place with ``struct.Struct.unpack_from`` (one precompiled ``Struct`` per
-byte order) and each packet leaves as one ``(ts_ns, frame, wire_len,
-link_type)`` tuple whose ``frame`` is a slice of the chunk: per packet there is
-one header unpack, one slice and one tuple, nothing else.
+``buf[0]``; a record's stream offset is therefore always ``base + pos``.
+Records are decoded in place with ``struct.Struct.unpack_from`` (one
+precompiled ``Struct`` per byte order) and each packet leaves as one
+``(ts_ns, frame, wire_len, link_type)`` tuple whose ``frame`` is a slice of
+the chunk: per packet there is one header unpack, one slice and one tuple,
+nothing else.
 
 When the record at ``pos`` does not fit in the rest of the buffer, the
 unconsumed tail ``buf[pos:]`` is joined with the next read, ``base`` moves
@@ -433,6 +434,8 @@ class CaptureReader:
 
     def _pcap_records(self, buf: bytes, *, order: str, nanos: bool, record_header: int, link: int) -> _Records:
         """Packets of a pcap file whose 24-byte header starts ``buf``."""
+        # Once this loop has started, the fused loop must not take over.
+        self._pcap_layout = None
         try:
             header = struct.Struct(order + "IIII").unpack_from
             hlen = record_header

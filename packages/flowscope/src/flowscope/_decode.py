@@ -182,6 +182,9 @@ class Decoder:
                 ip_end = off + tot
                 if ip_end > end:
                     ip_end = end
+                if off + ihl > ip_end or off + 20 > blen:  # header cut short
+                    self.malformed += 1
+                    return None
                 proto = buf[off + 9]
                 src = buf[off + 12 : off + 16]
                 dst = buf[off + 16 : off + 20]
@@ -202,6 +205,9 @@ class Decoder:
                 ip_end = l4 + plen if plen else end  # 0: jumbogram or TSO capture
                 if ip_end > end:
                     ip_end = end
+                if l4 > ip_end or l4 > blen:  # header cut short
+                    self.malformed += 1
+                    return None
                 if proto in _IPV6_EXT or proto == 44 or proto == 51:
                     while True:
                         if proto == 44:

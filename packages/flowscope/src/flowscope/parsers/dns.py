@@ -425,9 +425,6 @@ _NBNS_TYPES = frozenset({"NIMLOC", "SRV"})
 _NBNS_NAME = re.compile("[A-P]{32}")
 """An RFC 1001 first-level encoded NetBIOS name (16 bytes, a nibble per letter)."""
 
-_LONGEST_QUESTION = 255 + 4
-"""A question is at most a 255-octet name plus QTYPE and QCLASS."""
-
 
 class DnsParserFactory:
     """Recognises DNS, mDNS and LLMNR over UDP and TCP and makes their parsers."""
@@ -494,8 +491,8 @@ class DnsParserFactory:
                 probe = bytes(body[:4]) + b"\x00\x01\x00\x00\x00\x00\x00\x00" + bytes(body[12:])
                 try:
                     wire = parse_message(probe, mdns=mdns)
-                except DnsWireError:
-                    if len(body) < HEADER_LEN + _LONGEST_QUESTION:
+                except DnsWireError as exc:
+                    if exc.truncated:
                         return Detection.NEED_MORE
                     raise
             else:

@@ -31,9 +31,11 @@ llhttp cannot be told through httptools: the answer to ``HEAD`` (and the
 ``2xx`` answer to ``CONNECT``) has none, whatever its ``Content-Length``
 says.  While such a request is pending the server direction is fed in
 *careful* pieces cut so that every message boundary falls at the end of a
-piece: exactly the rest of a ``Content-Length`` body, otherwise up to the
-next ``CR`` or ``LF`` (a header section ends with one, so does the last
-chunk of a chunked body, so every other message boundary does too).
+piece: exactly the rest of a ``Content-Length`` body or of a chunk (its size
+read from the chunk-size line just fed), all of a body that runs until the
+connection closes, otherwise up to the next ``CR`` or ``LF`` (a header
+section ends with one, so does a chunked body, so every other message
+boundary does too).  Bodies thus cost a few pieces, not one per line.
 When a response's headers then complete at the end of a piece, the parser
 knows precisely where the answer to ``HEAD`` ends: it finishes the response
 itself and starts a fresh llhttp parser for the next one.  A ``2xx`` answer
@@ -355,7 +357,7 @@ class _Resp:
 
     __slots__ = (
         "ts", "status", "reason", "version", "content_type", "content_encoding",
-        "transfer_encoding", "content_length", "remaining", "body_len", "truncated",
+        "transfer_encoding", "content_length", "remaining", "eof_framed", "body_len", "truncated",
         "headers_done", "done", "complete", "txn",
     )
 
@@ -370,7 +372,9 @@ class _Resp:
         self.content_length = -1
         """-1 absent, -2 unusable (repeated, not decimal), else the value."""
         self.remaining = 0
-        """Body bytes still expected by Content-Length (0 when framed otherwise)."""
+        """Bytes still expected by Content-Length or by the current chunk (0: unknown)."""
+        self.eof_framed = False
+        """The body runs until the connection closes (no Content-Length, not chunked)."""
         self.body_len = 0
         self.truncated = False
         self.headers_done = False
@@ -577,7 +581,7 @@ class _RequestSide(_Side):
 class _ResponseSide(_Side):
     """The server direction; also the httptools callback object for responses."""
 
-    __slots__ = ("parser", "cur", "hc")
+    __slots__ = ("parser", "cur", "hc", "chunk", "line")
 
     def __init__(self, session: HttpSessionParser) -> None:
         super().__init__(session)
@@ -585,6 +589,12 @@ class _ResponseSide(_Side):
         self.cur: Optional[_Resp] = None
         self.hc: Optional[_Resp] = None
         """The response whose headers completed during the last careful piece."""
+        self.chunk = False
+        """A chunk-size line ended during the last careful piece."""
+        self.line = b""
+        """The start of the line being fed in careful pieces (for chunk sizes).  Reset
+        whenever bytes are fed whole, so at worst it holds the tail of a size line,
+        which reads as a smaller size: pieces are then only shorter than they could be."""
 
     # httptools callbacks -------------------------------------------------
 
@@ -639,15 +649,18 @@ class _ResponseSide(_Side):
             txn = cur.txn = s._take_request()
             if status == 101:
                 s._switched = True
-            elif (
-                cur.content_length > 0
-                and cur.transfer_encoding is None
-                and status != 204
-                and status != 304
-                and (txn is None or txn.method not in _NO_BODY_METHODS)
-            ):
-                cur.remaining = cur.content_length
+            elif status != 204 and status != 304 and (txn is None or txn.method not in _NO_BODY_METHODS):
+                coding = cur.transfer_encoding
+                if coding is not None:
+                    cur.eof_framed = coding.rpartition(",")[2].strip().lower() != "chunked"
+                elif cur.content_length > 0:
+                    cur.remaining = cur.content_length
+                elif cur.content_length == -1:
+                    cur.eof_framed = True
         self.hc = cur
+
+    def on_chunk_header(self) -> None:
+        self.chunk = True
 
     def on_body(self, body: bytes) -> None:
         cur = self.cur
@@ -672,27 +685,42 @@ class _ResponseSide(_Side):
             return
         self.ts = ts
         if not self.s._no_body_pending:
+            self.line = b""
             self._feed_piece(data, ts)
             return
         pos, n = 0, len(data)
         while pos < n and self.state == _ACTIVE:
             if not self.s._no_body_pending:
+                self.line = b""
                 self._feed_piece(data[pos:], ts)
                 return
             cur = self.cur
             if cur is not None and cur.remaining:
                 end = min(n, pos + cur.remaining)
+            elif cur is not None and cur.eof_framed:
+                end = n
             else:
                 nl = data.find(b"\n", pos)
                 end = n if nl < 0 else nl + 1
                 cr = data.find(b"\r", pos, end - 1)
                 if cr >= 0:
                     end = cr + 1
-            self.hc = None
-            self._feed_piece(data[pos:end] if pos or end < n else data, ts)
+            piece = data[pos:end] if pos or end < n else data
             pos = end
+            self.hc = None
+            self.chunk = False
+            self._feed_piece(piece, ts)
+            if self.state != _ACTIVE:
+                return
+            line = self.line
+            if self.chunk and self.cur is not None:
+                self.cur.remaining = _chunk_size(line + piece)
+            if piece[-1:] == b"\n":
+                self.line = b""
+            elif len(line) < _CHUNK_LINE:
+                self.line = line + piece[: _CHUNK_LINE - len(line)]
             hc = self.hc
-            if hc is not None and self.state == _ACTIVE:
+            if hc is not None:
                 self._after_headers(hc)
 
     def _feed_piece(self, piece: bytes, ts: Timestamp) -> None:
@@ -757,15 +785,20 @@ class _ResponseSide(_Side):
         self.pending = b""
         cur = self.cur
         if cur is not None and cur.headers_done and not cur.done:
-            framed_by_close = (
-                cur.content_length < 0
-                and cur.transfer_encoding is None
-                and cur.status >= 200
-                and cur.status not in (204, 304)
-            )
-            self._finish(cur, complete=eof and framed_by_close)
+            self._finish(cur, complete=eof and cur.eof_framed)
         self.cur = None
         self.s._no_response_will_come()
+
+
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})(?![0-9A-Fa-f])")
+_CHUNK_LINE = 32
+"""Bytes of a chunk-size line kept to read the size (15 hex digits and some blanks)."""
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size on a chunk-size line, or 0 when it is not plain hex (then pieces stay line-sized)."""
+    m = _CHUNK_SIZE.match(line)
+    return int(m.group(1), 16) if m is not None else 0
 
 
 # --------------------------------------------------------------------------- the session
