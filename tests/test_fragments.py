@@ -330,11 +330,6 @@ def test_bounds_hold_under_any_flood(ops: List[Tuple[int, int, bool, int, int]])
         assert d.buffered_bytes >= 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Defragmenter.add accepts a first fragment larger than max_bytes when nothing else is pending, "
-    "so buffered_bytes exceeds the bound (max_bytes=1000, one 1400-byte fragment: buffered_bytes 1400)",
-)
 def test_one_fragment_larger_than_max_bytes_is_refused() -> None:
     d = Defragmenter(FragmentConfig(max_bytes=1000))
     d.add("a", T0, 1500, 0, True, bytes(1400), b"h", None, None)

@@ -93,7 +93,7 @@ class EndReason(str, enum.Enum):
     """Why a flow record was written (the ``end_reason`` field)."""
 
     FIN = "fin"
-    """Both sides closed with FIN (or one did and the flow then went quiet)."""
+    """Both sides sent a FIN, and the close linger (late ACKs) has passed."""
     RST = "rst"
     """A side reset the connection."""
     IDLE_TIMEOUT = "idle_timeout"

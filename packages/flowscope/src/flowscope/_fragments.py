@@ -109,6 +109,9 @@ class Defragmenter:
         if p is None:
             while len(self._pending) >= cfg.max_datagrams or (self._pending and self._bytes + len(data) > cfg.max_bytes):
                 self._drop(next(iter(self._pending)))
+            if self._bytes + len(data) > cfg.max_bytes:
+                self.dropped += 1  # larger than the whole budget on its own
+                return None
             p = _Pending(ts, vlans, tunnels)
             self._pending[key] = p
         elif len(p.frags) >= cfg.max_fragments or self._bytes + len(data) > cfg.max_bytes:

@@ -430,7 +430,9 @@ class FlowTracker:
         f.touched = ts // SECOND
         self._table[key] = f
         self._recency[key] = f
-        self._schedule(f, ts + (self._idle.get(proto, self._idle_other)))
+        idle = ts + self._idle.get(proto, self._idle_other)
+        active = ts + self._active
+        self._schedule(f, idle if idle < active else active)
         if self._emit_starts:
             self._out.append(FlowStarted(flow=f.flow_info(), ts=ts))
         return f
@@ -445,7 +447,10 @@ class FlowTracker:
         elif fl & _SYN:
             if fl & _ACK:
                 bits = _H_H
-                if s == INACTIVE or s == PARTIAL or s == SYN_SENT:
+                if st[1 - d] == SYN_SENT:
+                    # Zeek: a SYN-ACK answering a SYN establishes both endpoints.
+                    st[d] = st[1 - d] = ESTABLISHED
+                elif s == INACTIVE or s == PARTIAL or s == SYN_SENT:
                     st[d] = SYN_ACK_SENT
             else:
                 bits = _H_S
@@ -646,10 +651,12 @@ def flow_record(f: Flow, reason: EndReason) -> FlowEnded:
 
 def conn_state(proto: int, os_: int, rs: int, history: str, orig_size: int, resp_size: int) -> ConnState:
     """Zeek's ``conn_state`` from the two endpoints' final states (Zeek's conn/main.zeek)."""
-    if proto != 6:
+    if proto == 17:
         if os_ == ACTIVE:
             return ConnState.SF if rs == ACTIVE else ConnState.S0
         return ConnState.SHR if rs == ACTIVE else ConnState.OTH
+    if proto != 6:
+        return ConnState.OTH  # Zeek gives ICMP and other protocols OTH
     o_inactive = os_ == INACTIVE or os_ == PARTIAL
     r_inactive = rs == INACTIVE or rs == PARTIAL
     if rs == RESET:
