@@ -16,7 +16,7 @@ from flowscope import (
 )
 from flowscope_core import CaptureFormatError, FlowEvent, MissingExtraError
 
-from flowscope_cli._common import Exit, Progress, demo_capture, error, open_output, quiet_broken_pipe
+from flowscope_cli._common import Exit, Housekeeper, Progress, demo_capture, error, open_output, quiet_broken_pipe
 from flowscope_cli._report import Report
 
 PROG = "flow-summary"
@@ -79,15 +79,6 @@ def _sink(fmt: str, out: TextIO, report: Optional[Report]) -> Callable[[FlowEven
     return report.add
 
 
-def _tracked(reader: CaptureReader, progress: Progress, tracker: FlowTracker, name: str) -> Iterator[Tuple[int, bytes, int, int]]:
-    n = 0
-    for rec in reader:
-        yield rec
-        n += 1
-        if not n & 0x3FFF:
-            progress.update(name, reader, tracker.stats.packets, tracker.stats.flows)
-
-
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -113,6 +104,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     write = _sink(args.format, out, report)
     progress = Progress(args.progress)
     status = Exit.OK
+    keeper = Housekeeper(progress).__enter__()
     try:
         try:
             for path in captures:
@@ -134,13 +126,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                     error(PROG, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
                     status = max(status, Exit.UNREADABLE)
                     continue
+                keeper.watch(path, reader, tracker)
                 with reader:
-                    frames = _tracked(reader, progress, tracker, path) if progress.enabled else reader
                     try:
-                        for ev in tracker.process(frames, flush=False):
+                        for ev in tracker.process(reader, flush=False):
                             write(ev)
                     except CaptureFormatError as e:
-                        progress.done()
+                        keeper.progress.done()
                         error(PROG, f"{e.path}: capture damaged at byte offset {e.offset}: {e.reason}; "
                               f"the {reader.packets:,} packets before it were used")
                         status = max(status, Exit.DAMAGED)
@@ -166,6 +158,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         quiet_broken_pipe()
         return Exit.OK
     finally:
+        keeper.__exit__(None, None, None)
         if out is not sys.stdout:
             out.close()
     return status

@@ -13,6 +13,11 @@ every in-order byte (``data``), every hole (``gap``), the end of each
 direction (``end``) and the end of the flow (``close``).  UDP payloads go
 to a :class:`DatagramParser` the same way, one datagram at a time.
 
+A parser may also have a read-only ``done`` property: once it is true (say,
+after a TLS handshake, when only encrypted records follow), the engine calls
+nothing more on that parser and stops reassembling the flow, which saves
+most of the per-segment cost of long flows.
+
 Parsers are sans-I/O: they take bytes and timestamps and return events.
 They never read a clock, a file or a socket, and they never raise on
 malformed traffic: they return an event that says what went wrong and stop

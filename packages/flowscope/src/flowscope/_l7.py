@@ -77,7 +77,7 @@ class L7Config:
 
 
 class _Session:
-    __slots__ = ("reasm", "parser", "factories", "pending", "seen", "dgram")
+    __slots__ = ("reasm", "parser", "factories", "pending", "seen", "dgram", "finishable")
 
     def __init__(self, factories: List[Any]) -> None:
         self.reasm: List[Optional[TcpReassembler]] = [None, None]
@@ -86,6 +86,7 @@ class _Session:
         self.pending: List[Tuple[Direction, bytes, int]] = []
         self.seen = [0, 0]
         self.dgram = False
+        self.finishable = False
 
 
 class L7:
@@ -189,6 +190,7 @@ class L7:
                 self._notice(flow, ts, "missing_extra", str(e), protocol=e.protocol, install=e.install)
             return False
         flow.service = factory.name
+        s.finishable = isinstance(getattr(type(s.parser), "done", None), property)
         return True
 
     def _classify(self, flow: Flow, s: _Session, direction: Direction, data: bytes, ts: int) -> Optional[bool]:
@@ -217,6 +219,8 @@ class L7:
                 return
             p = s.parser
         self._emit(flow, p.datagram(direction, payload, ts))
+        if s.finishable and p.done:
+            self._stop(flow, s)
 
     def _stream(self, flow: Flow, s: _Session, direction: Direction, evs: Sequence[StreamEvent]) -> None:
         for ev in evs:
@@ -226,6 +230,9 @@ class L7:
                 p = s.parser
                 if p is not None:
                     self._emit(flow, p.data(direction, ev.data, ev.ts))
+                    if s.finishable and p.done:
+                        self._stop(flow, s)
+                        return
                     continue
                 s.pending.append((direction, ev.data, ev.ts))
                 s.seen[direction] += len(ev.data)
@@ -236,6 +243,9 @@ class L7:
                     chunks, s.pending = s.pending, []
                     for dd, data, t in chunks:
                         self._emit(flow, p.data(dd, data, t))
+                        if s.finishable and p.done:
+                            self._stop(flow, s)
+                            return
                 elif got is False or s.seen[direction] >= self.config.detect_bytes:
                     if got is False or min(s.seen) >= self.config.detect_bytes or s.seen[direction.other] == 0:
                         self._stop(flow, s)

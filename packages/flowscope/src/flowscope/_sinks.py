@@ -58,13 +58,14 @@ def _plain(v: Any) -> Any:
     return str(v)
 
 
+_SCALARS = frozenset((str, int, float, bool))
 _FIELD_CACHE: Dict[type, Tuple[str, ...]] = {}
 
 
 def _field_names(cls: type) -> Tuple[str, ...]:
     names = _FIELD_CACHE.get(cls)
     if names is None:
-        names = tuple(f.name for f in dataclasses.fields(cls))
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name != "ts")
         _FIELD_CACHE[cls] = names
     return names
 
@@ -125,8 +126,17 @@ def event_to_dict(ev: FlowEvent) -> Dict[str, Any]:
         inner = ev.event
         d = _flow_head(inner.event_type, ev.flow, inner.ts)
         for name in _field_names(type(inner)):
-            if name != "ts":
-                d[name] = _plain(getattr(inner, name))
+            v = getattr(inner, name)
+            t = type(v)
+            # JSON-native values (tuples of scalars included) pass as they are;
+            # only the rest goes through the recursive conversion.
+            if v is None or t is str or t is int or t is bool or t is float:
+                d[name] = v
+            elif t is tuple and (not v or type(v[0]) in _SCALARS):
+                d[name] = list(v)
+            else:
+                d[name] = _plain(v)
+        d["ts"] = inner.ts / NS
         return d
     if isinstance(ev, FlowStarted):
         d = _flow_head("flow_start", ev.flow, ev.ts)

@@ -274,6 +274,14 @@ class TlsParser:
         self._failed = False
         self._skipped = [0, 0]
 
+    @property
+    def done(self) -> bool:
+        """True once the visible handshake is over: nothing more can come of this flow.
+
+        The engine then stops reassembling the flow (see docs/plugins.md, "done").
+        """
+        return self._done
+
     # -- SessionParser -------------------------------------------------------
 
     def data(self, direction: Direction, data: bytes, ts: Timestamp) -> Sequence[SessionEvent]:
