@@ -74,7 +74,6 @@ from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Opti
 
 from flowscope import (
     L7,
-    CaptureReader,
     FlowTracker,
     JsonLinesSink,
     OverlapPolicy,
@@ -105,7 +104,7 @@ from flowscope_core import (
 
 from typing_extensions import assert_never
 
-from flowscope_cli._common import Exit, Progress, capture_paths, error, open_output, quiet_broken_pipe
+from flowscope_cli._common import Exit, Housekeeper, Progress, capture_paths, error, open_output, quiet_broken_pipe
 
 PROG = "flow-replay"
 
@@ -137,7 +136,7 @@ pacing:
 stream files (--write-streams DIR):
   DIR/<start>_<src>.<sport>-<dst>.<dport>_<flow id>.<orig|resp>
       the reassembled bytes one side sent, e.g.
-      20110318T190608.651957Z_141.142.220.118.35634-208.80.152.2.80_C4.orig
+      20110318T190608.652003Z_141.142.220.118.35634-208.80.152.2.80_C4.orig
       (':' in IPv6 addresses becomes '.'; bytes missing from the capture are
       left out, and listed in the index)
   DIR/streams.jsonl
@@ -680,17 +679,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progressed(
-    frames: Iterable[Tuple[int, bytes, int, int]], reader: CaptureReader, progress: Progress, tracker: FlowTracker, name: str
-) -> Iterator[Tuple[int, bytes, int, int]]:
-    n = 0
-    for rec in frames:
-        yield rec
-        n += 1
-        if not n & 0xFF:
-            progress.update(name, reader, tracker.stats.packets, tracker.stats.flows)
-
-
 def _writer(fmt: str, out: TextIO, types: Optional[frozenset[str]]) -> Callable[[FlowEvent], None]:
     """The per-event output function: writes one event and flushes, so it streams."""
     flush = out.flush
@@ -759,6 +747,7 @@ def run(
     pacer = Pacer(speed, args.max_gap, sleep=sleep, monotonic=monotonic) if speed is not None else None
     write = _writer(args.format, out, types)
     status = Exit.OK
+    keeper = Housekeeper(progress).__enter__()
     try:
         try:
             for path in captures:
@@ -780,12 +769,10 @@ def run(
                     error(PROG, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
                     status = max(status, Exit.UNREADABLE)
                     continue
+                keeper.watch(path, reader, tracker)
                 with reader:
-                    frames: Iterable[Tuple[int, bytes, int, int]] = reader
-                    if pacer is not None:
-                        frames = pacer.paced(frames)
-                    if progress.enabled:
-                        frames = _progressed(frames, reader, progress, tracker, path)
+                    # Unpaced, the reader goes to the tracker as it is (its fused pcap loop).
+                    frames: Iterable[Tuple[int, bytes, int, int]] = reader if pacer is None else pacer.paced(reader)
                     try:
                         for ev in tracker.process(frames, flush=False):
                             write(ev)
@@ -816,6 +803,7 @@ def run(
         quiet_broken_pipe()
         return Exit.OK
     finally:
+        keeper.__exit__(None, None, None)
         if streams is not None:
             streams.close()
         if out is not sys.stdout:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flows-only", action="store_true", help="flow records only: skip reassembly and HTTP/TLS/DNS parsing (fastest)")
     p.add_argument("--vlan-in-key", action="store_true", help="keep flows on different VLANs apart")
     p.add_argument("--max-flows", type=int, default=TrackerConfig().max_flows, metavar="N", help="flow table capacity; least recently used flows are written when full (default: %(default)s)")
+    p.add_argument("-w", "--workers", default="1", metavar="N", help="worker processes, each owning a share of the flows (a number, or 'auto' for one per CPU, at most 8; default: 1)")
     p.add_argument("--stats", action="store_true", help="print the tracker's counters to standard error at the end")
     p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress line on standard error")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
@@ -88,6 +90,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     captures: List[str] = list(args.captures)
     if args.demo or not captures:
         captures = [str(demo_capture())]
+    try:
+        workers = min(os.cpu_count() or 1, 8) if args.workers == "auto" else int(args.workers)
+        if workers < 1:
+            raise ValueError
+    except ValueError:
+        error(PROG, f"--workers takes a positive number or 'auto', not {args.workers!r}")
+        return Exit.USAGE
+    if workers > 1:
+        return _run_workers(args, captures, workers)
     config = TrackerConfig(max_flows=args.max_flows, vlan_in_key=args.vlan_in_key)
     l7 = None
     if not args.flows_only:
@@ -159,6 +170,88 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return Exit.OK
     finally:
         keeper.__exit__(None, None, None)
+        if out is not sys.stdout:
+            out.close()
+    return status
+
+
+class _Position:
+    """The reader-like position a worker reports, for the progress line."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.size: Optional[int] = None
+
+
+def _opened(captures: Sequence[str]) -> Tuple[List[str], int]:
+    """The captures that open as captures (each failure reported once), and the exit status so far."""
+    good: List[str] = []
+    status = Exit.OK
+    for path in captures:
+        try:
+            open_capture(path).close()
+        except FileNotFoundError:
+            error(PROG, f"{path}: no such file")
+            status = max(status, Exit.UNREADABLE)
+        except IsADirectoryError:
+            error(PROG, f"{path}: is a directory, not a capture file")
+            status = max(status, Exit.UNREADABLE)
+        except PermissionError:
+            error(PROG, f"{path}: permission denied")
+            status = max(status, Exit.UNREADABLE)
+        except CaptureFormatError as e:
+            error(PROG, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
+            status = max(status, Exit.UNREADABLE)
+        else:
+            good.append(path)
+    return good, status
+
+
+def _run_workers(args: argparse.Namespace, captures: List[str], workers: int) -> int:
+    from flowscope_cli._workers import run_workers
+
+    good, status = _opened(captures)
+    config = TrackerConfig(max_flows=args.max_flows, vlan_in_key=args.vlan_in_key)
+    try:
+        out = open_output(args.output)
+    except OSError as e:
+        error(PROG, f"cannot write {args.output}: {e.strerror}")
+        return Exit.UNREADABLE
+    report = Report() if args.format == "table" else None
+    progress = Progress(args.progress)
+    position = _Position()
+
+    def on_progress(path: str, offset: int, size: Optional[int], packets: int) -> None:
+        position.offset, position.size = offset, size
+        progress.update(path, position, packets, 0)  # type: ignore[arg-type]
+
+    try:
+        if args.format == "csv":
+            CsvSink(out)  # the header row; workers send rows only
+        result = run_workers(
+            good, workers, config, args.flows_only, args.format, out.write,
+            report.add if report is not None else (lambda ev: None), on_progress,
+        )  # fmt: skip
+        progress.done()
+        for path, offset, reason, packets in result.damaged:
+            error(PROG, f"{path}: capture damaged at byte offset {offset}: {reason}; "
+                  f"the {packets:,} packets before it were used")  # fmt: skip
+            status = max(status, Exit.DAMAGED)
+        if result.missing_extra is not None:
+            error(PROG, result.missing_extra)
+            return Exit.MISSING_EXTRA
+        if result.interrupted:
+            error(PROG, "interrupted; flows seen so far were written")
+            status = Exit.INTERRUPTED
+        if report is not None:
+            report.render(out, result.stats)
+        if args.stats:
+            sys.stderr.write(" ".join(f"{k}={v}" for k, v in result.stats.items()) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
+        return Exit.OK
+    finally:
         if out is not sys.stdout:
             out.close()
     return status

@@ -32,6 +32,7 @@ from flowscope._fragments import FragmentConfig
 from flowscope._l7 import L7, L7Config, default_engine
 from flowscope._reassembly import OverlapPolicy, ReassemblyBudget, ReassemblyConfig, TcpReassembler
 from flowscope._registry import Discovered, discover
+from flowscope._shard import flow_hash, shard_of
 from flowscope._sinks import CsvSink, JsonLinesSink, event_to_dict
 from flowscope._tracker import FlowTracker, TrackerStats
 
@@ -74,7 +75,9 @@ __all__ = [
     "discover",
     "event_to_dict",
     "events",
+    "flow_hash",
     "flows",
     "frames",
     "open_capture",
+    "shard_of",
 ]

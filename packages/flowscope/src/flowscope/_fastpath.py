@@ -31,6 +31,7 @@ from typing import Callable, Iterator, Optional
 from flowscope_core import CaptureFormatError, FlowEvent
 
 from flowscope._config import SECOND
+from flowscope._shard import shard_of
 from flowscope._decode import GENEVE_PORT, GTPU_PORT, TEREDO_PORT, VXLAN_PORTS
 from flowscope._tracker import (
     _ACK,
@@ -85,6 +86,7 @@ def run_pcap(
     tcp_general = tracker._tcp
     stats = tracker.stats
     vlan_key = tracker._vlan_key
+    shard = tracker._shard
     out = tracker._out
     l7 = tracker._l7
     take = tracker._take
@@ -214,6 +216,8 @@ def run_pcap(
                 key = (key, vl)
             f: Optional[Flow] = table.get(key)
             if f is None:
+                if shard is not None and shard_of(key, shard[1]) != shard[0]:
+                    continue
                 stats.packets += npk
                 stats.bytes += nby
                 npk = nby = 0

@@ -233,7 +233,14 @@ def _rows(data: EventsOrSource, event_type: Optional[str], flows_only: bool) -> 
 
 
 class _Chunks:
-    """Gathers rows into per-column lists and hands out full chunks.
+    """Gathers rows and hands out full chunks as columns.
+
+    A row is kept as the tuple of its values, with the tuple of its keys
+    (one shared object per distinct key order).  Rows of one record type
+    all have the same keys in the same order, so a chunk is usually
+    transposed into columns by ``zip(*rows)`` in C; only chunks mixing key
+    orders (``event_type=None``, notices with details) are spread cell by
+    cell.
 
     Column order: the declared order for a declared type (the common head of
     every flow's record otherwise), then any other key in order of first
@@ -248,30 +255,43 @@ class _Chunks:
         self.names: List[str] = [c.name for c in cols]
         self.kinds: Dict[str, Optional[str]] = {c.name: c.kind for c in cols}
         self.nullable: Dict[str, bool] = {c.name: c.nullable for c in cols}
-        self.values: Dict[str, List[Any]] = {}
-        self.rows = 0
+        self._keysets: Dict[Tuple[str, ...], Tuple[str, ...]] = {}
+        self._row_keys: List[Tuple[str, ...]] = []
+        self._rows: List[Tuple[Any, ...]] = []
+
+    @property
+    def rows(self) -> int:
+        """Rows in the current chunk."""
+        return len(self._rows)
 
     def add(self, d: Dict[str, Any]) -> None:
         """Append one row; a key never seen before becomes a new column."""
-        n = self.rows
-        vals = self.values
-        for k, v in d.items():
-            lst = vals.get(k)
-            if lst is None:
-                lst = vals[k] = [None] * n
+        keys = tuple(d)
+        shared = self._keysets.get(keys)
+        if shared is None:
+            shared = self._keysets[keys] = keys
+            for k in keys:
                 if k not in self.kinds:
                     self.names.append(k)
                     self.kinds[k] = KINDS.get(k)
-            lst.append(v)
-        self.rows = n + 1
-        if len(vals) > len(d):
-            for lst in vals.values():
-                if len(lst) == n:
-                    lst.append(None)
+        self._row_keys.append(shared)
+        self._rows.append(tuple(d.values()))
+
+    def _columns(self) -> Dict[str, List[Any]]:
+        rows = self._rows
+        if len(self._keysets) == 1:
+            (keys,) = self._keysets
+            return dict(zip(keys, map(list, zip(*rows)))) if rows else {k: [] for k in keys}
+        cols: Dict[str, List[Any]] = {name: [None] * len(rows) for name in self.names}
+        for i, (keys, row) in enumerate(zip(self._row_keys, rows)):
+            for k, v in zip(keys, row):
+                cols[k][i] = v
+        return cols
 
     def take(self) -> Tuple[int, List[Tuple[str, str, bool, List[Any]]]]:
         """The chunk's rows and its ``(name, kind, nullable, values)`` columns; starts a new chunk."""
-        n, vals = self.rows, self.values
+        n = self.rows
+        vals = self._columns()
         out = []
         for name in self.names:
             values = vals.get(name)
@@ -282,8 +302,9 @@ class _Chunks:
                 kind = self.kinds[name] = _infer(values)
             nullable = self.union or self.nullable.get(name, True) or (n > 0 and None in values)
             out.append((name, kind or "", nullable, values))
-        self.values = {}
-        self.rows = 0
+        self._keysets = {}
+        self._row_keys = []
+        self._rows = []
         return n, out
 
 

@@ -68,6 +68,7 @@ from flowscope._config import SECOND, TrackerConfig
 from flowscope._decode import Decoded, Decoder
 from flowscope._extractors import FiveTuple
 from flowscope._make import maker
+from flowscope._shard import shard_of
 
 MASK32 = 0xFFFFFFFF
 HALF32 = 0x80000000
@@ -224,6 +225,9 @@ class FlowTracker:
     ``extractor`` replaces the default innermost-5-tuple key (see
     :mod:`flowscope._extractors`); ``l7`` attaches application-layer parsing.
     ``emit_starts`` adds a :class:`FlowStarted` event for each new flow.
+    ``shard=(i, n)`` makes this tracker worker ``i`` of ``n``: it keeps only
+    the flows whose symmetric hash (:func:`flowscope.shard_of`) is ``i``, so
+    ``n`` trackers fed the same packets split the flows between them.
     """
 
     def __init__(
@@ -233,8 +237,12 @@ class FlowTracker:
         extractor: Optional[FlowExtractor] = None,
         l7: Optional[L7Engine] = None,
         emit_starts: bool = False,
+        shard: Optional[Tuple[int, int]] = None,
     ) -> None:
         self.config = cfg = config or TrackerConfig()
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard must be (index, count) with 0 <= index < count, not {shard}")
+        self._shard = shard
         self._decoder = Decoder(cfg.fragments)
         self._decode = self._decoder.decode
         self.stats = TrackerStats(self._decoder)
@@ -372,6 +380,8 @@ class FlowTracker:
             npk, nby = 1, wire_len
         f: Optional[Flow] = self._table.get(key)
         if f is None:
+            if self._shard is not None and shard_of(key, self._shard[1]) != self._shard[0]:
+                return
             f = self._new_flow(key, proto, src, sport, dst, dport, fwd, ts, flags, meta)
         elif flags >= 0 and f.closed_ts >= 0 and flags & 0x12 == _SYN:
             # A new SYN on a closed connection: port reuse starts a new flow.
@@ -535,6 +545,8 @@ class FlowTracker:
         f: Optional[Flow] = self._table.get(key)
         src_raw, dst_raw = addr_raw(ex.src.addr), addr_raw(ex.dst.addr)
         if f is None:
+            if self._shard is not None and shard_of(key, self._shard[1]) != self._shard[0]:
+                return
             f = self._new_flow(key, ex.proto, src_raw, ex.src.port, dst_raw, ex.dst.port, ex.forward, ts, flags, meta)
         else:
             sec = ts // SECOND

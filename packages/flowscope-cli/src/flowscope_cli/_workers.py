@@ -1,0 +1,194 @@
+"""``--workers N``: flows sharded across worker processes, one output.
+
+Theory of operation
+-------------------
+Each worker process opens the same captures and runs its own
+:class:`~flowscope.FlowTracker` with ``shard=(i, N)``: it decodes every
+packet but keeps only the flows whose symmetric hash is ``i`` (both
+directions of a flow hash alike).  Reading a file N times costs little —
+it comes from the page cache, and the reader is the cheapest part of the
+pipeline — whereas handing packets from one reader to N processes would
+cost a copy and a pickle per packet.  This is run-to-completion per worker,
+as Suricata's ``workers`` mode and Zeek's cluster do.
+
+Workers format their records themselves (JSON lines or CSV rows) and send
+them to the parent in batches through pipes; for the table report they send
+the events (pickled) and the parent aggregates.  The parent only writes.
+Errors (a damaged capture) are reported once, by worker 0.  Ctrl-C reaches
+every process of the terminal's process group: each worker flushes its open
+flows and sends them before it stops, and the parent writes them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import time
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from flowscope import CaptureFormatError, FlowTracker, TrackerConfig, open_capture
+from flowscope._sinks import CsvSink, JsonLinesSink
+from flowscope_core import FlowEvent, MissingExtraError
+
+_BATCH = 1 << 16  # bytes of text per message: large enough to amortise the pipe, small enough to stream
+
+
+class _Text:
+    """A text stream that collects what a sink writes."""
+
+    def __init__(self) -> None:
+        self.parts: List[str] = []
+        self.size = 0
+
+    def write(self, s: str) -> int:
+        self.parts.append(s)
+        self.size += len(s)
+        return len(s)
+
+    def take(self) -> str:
+        text = "".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return text
+
+
+def _worker(conn: Connection, captures: Sequence[str], index: int, count: int, config: TrackerConfig,
+            flows_only: bool, fmt: str) -> None:  # fmt: skip
+    l7 = None
+    if not flows_only:
+        from flowscope import default_engine
+
+        l7 = default_engine()
+    tracker = FlowTracker(config, l7=l7, shard=(index, count))
+    text = _Text()
+    events: List[FlowEvent] = []
+    write: Callable[[FlowEvent], None]
+    if fmt == "jsonl":
+        write = JsonLinesSink(text).write  # type: ignore[arg-type]
+    elif fmt == "csv":
+        sink = CsvSink(text)  # type: ignore[arg-type]
+        text.take()  # the parent writes the header once
+        write = sink.write
+    else:
+        write = events.append
+
+    def ship(force: bool = False) -> None:
+        if text.size >= _BATCH or (force and text.size):
+            conn.send_bytes(b"T" + text.take().encode("utf-8"))
+        if len(events) >= 2048 or (force and events):
+            conn.send_bytes(b"E" + pickle.dumps(events, protocol=pickle.HIGHEST_PROTOCOL))
+            events.clear()
+
+    def control(kind: str, payload: Any) -> None:
+        conn.send_bytes(b"C" + pickle.dumps((kind, payload)))
+
+    try:
+        try:
+            for path in captures:
+                try:
+                    reader = open_capture(path)
+                except (OSError, CaptureFormatError):
+                    continue  # the parent reported it
+                last = time.monotonic()
+                with reader:
+                    try:
+                        for ev in tracker.process(reader, flush=False):
+                            write(ev)
+                            ship()
+                            if index == 0 and time.monotonic() - last > 0.25:
+                                last = time.monotonic()
+                                control("progress", (path, reader.offset, reader.size, tracker.stats.packets))
+                    except CaptureFormatError as e:
+                        if index == 0:
+                            control("damaged", (e.path, e.offset, e.reason, reader.packets))
+            for ev in tracker.flush():
+                write(ev)
+        except KeyboardInterrupt:
+            for ev in tracker.flush():
+                write(ev)
+            control("interrupted", None)
+        except MissingExtraError as e:
+            control("missing_extra", str(e))
+        ship(force=True)
+        control("stats", tracker.stats.as_dict())
+    finally:
+        conn.close()
+
+
+class Result:
+    """What the parent learnt from the workers."""
+
+    def __init__(self) -> None:
+        self.damaged: List[Tuple[str, int, str, int]] = []
+        self.interrupted = False
+        self.missing_extra: Optional[str] = None
+        self.stats: Dict[str, int] = {}
+
+
+def run_workers(
+    captures: Sequence[str],
+    count: int,
+    config: TrackerConfig,
+    flows_only: bool,
+    fmt: str,
+    write_text: Callable[[str], Any],
+    on_event: Callable[[FlowEvent], None],
+    on_progress: Callable[[str, int, Optional[int], int], None],
+) -> Result:
+    """Run ``count`` sharded workers over ``captures``; write their output as it comes."""
+    ctx = multiprocessing.get_context("fork")
+    conns: List[Connection] = []
+    procs = []
+    for i in range(count):
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_worker, args=(child_end, list(captures), i, count, config, flows_only, fmt), daemon=True)
+        p.start()
+        child_end.close()
+        conns.append(parent_end)
+        procs.append(p)
+    result = Result()
+    per_worker: List[Dict[str, int]] = []
+    live = list(conns)
+    while live:
+        try:
+            ready = wait(live)
+        except KeyboardInterrupt:
+            result.interrupted = True  # the workers got it too: keep draining their output
+            continue
+        for c in ready:
+            assert isinstance(c, Connection)
+            try:
+                msg = c.recv_bytes()
+            except (EOFError, OSError):
+                live.remove(c)
+                continue
+            except KeyboardInterrupt:
+                result.interrupted = True
+                continue
+            tag, body = msg[:1], msg[1:]
+            if tag == b"T":
+                write_text(body.decode("utf-8"))
+            elif tag == b"E":
+                for ev in pickle.loads(body):
+                    on_event(ev)
+            else:
+                kind, payload = pickle.loads(body)
+                if kind == "progress":
+                    on_progress(*payload)
+                elif kind == "damaged":
+                    result.damaged.append(payload)
+                elif kind == "interrupted":
+                    result.interrupted = True
+                elif kind == "missing_extra":
+                    result.missing_extra = payload
+                elif kind == "stats":
+                    per_worker.append(payload)
+    for p in procs:
+        p.join()
+    if per_worker:
+        merged = dict(per_worker[0])  # packets, bytes and decoder counters: every worker saw every packet
+        for key in ("flows", "evicted"):
+            merged[key] = sum(w.get(key, 0) for w in per_worker)
+        result.stats = merged
+    return result
