@@ -27,7 +27,7 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from flowscope import CaptureFormatError, FlowTracker, TrackerConfig, open_capture
+from flowscope import CaptureFormatError, FlowTracker, PacketFilter, TrackerConfig, open_capture
 from flowscope._sinks import CsvSink, JsonLinesSink
 from flowscope_core import FlowEvent, MissingExtraError
 
@@ -54,13 +54,13 @@ class _Text:
 
 
 def _worker(conn: Connection, captures: Sequence[str], index: int, count: int, config: TrackerConfig,
-            flows_only: bool, fmt: str) -> None:  # fmt: skip
+            flows_only: bool, fmt: str, packet_filter: Optional[PacketFilter]) -> None:  # fmt: skip
     l7 = None
     if not flows_only:
         from flowscope import default_engine
 
         l7 = default_engine()
-    tracker = FlowTracker(config, l7=l7, shard=(index, count))
+    tracker = FlowTracker(config, l7=l7, shard=(index, count), packet_filter=packet_filter)
     text = _Text()
     events: List[FlowEvent] = []
     write: Callable[[FlowEvent], None]
@@ -132,6 +132,7 @@ def run_workers(
     config: TrackerConfig,
     flows_only: bool,
     fmt: str,
+    packet_filter: Optional[PacketFilter],
     write_text: Callable[[str], Any],
     on_event: Callable[[FlowEvent], None],
     on_progress: Callable[[str, int, Optional[int], int], None],
@@ -142,7 +143,7 @@ def run_workers(
     procs = []
     for i in range(count):
         parent_end, child_end = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_worker, args=(child_end, list(captures), i, count, config, flows_only, fmt), daemon=True)
+        p = ctx.Process(target=_worker, args=(child_end, list(captures), i, count, config, flows_only, fmt, packet_filter), daemon=True)
         p.start()
         child_end.close()
         conns.append(parent_end)

@@ -8,8 +8,10 @@ import sys
 from typing import Callable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from flowscope import (
-    CaptureReader,
     CsvSink,
+    FilterSyntaxError,
+    PacketFilter,
+    compile_filter,
     FlowTracker,
     JsonLinesSink,
     TrackerConfig,
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--format", choices=("table", "jsonl", "csv"), default="table", help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     p.add_argument("--demo", action="store_true", help="run on the small capture packaged with flowscope-cli")
+    p.add_argument("-F", "--filter", metavar="EXPR", help="track only packets matching this pcap-filter expression, e.g. 'tcp port 443 and not host 10.0.0.1' (applied to the innermost packet, after decapsulation)")
     p.add_argument("--flows-only", action="store_true", help="flow records only: skip reassembly and HTTP/TLS/DNS parsing (fastest)")
     p.add_argument("--vlan-in-key", action="store_true", help="keep flows on different VLANs apart")
     p.add_argument("--max-flows", type=int, default=TrackerConfig().max_flows, metavar="N", help="flow table capacity; least recently used flows are written when full (default: %(default)s)")
@@ -97,15 +100,22 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError:
         error(PROG, f"--workers takes a positive number or 'auto', not {args.workers!r}")
         return Exit.USAGE
+    packet_filter = None
+    if args.filter is not None:
+        try:
+            packet_filter = compile_filter(args.filter)
+        except FilterSyntaxError as e:
+            error(PROG, f"--filter: {e}")
+            return Exit.USAGE
     if workers > 1:
-        return _run_workers(args, captures, workers)
+        return _run_workers(args, captures, workers, packet_filter)
     config = TrackerConfig(max_flows=args.max_flows, vlan_in_key=args.vlan_in_key)
     l7 = None
     if not args.flows_only:
         from flowscope import default_engine
 
         l7 = default_engine()
-    tracker = FlowTracker(config, l7=l7)
+    tracker = FlowTracker(config, l7=l7, packet_filter=packet_filter)
     try:
         out = open_output(args.output)
     except OSError as e:
@@ -207,7 +217,7 @@ def _opened(captures: Sequence[str]) -> Tuple[List[str], int]:
     return good, status
 
 
-def _run_workers(args: argparse.Namespace, captures: List[str], workers: int) -> int:
+def _run_workers(args: argparse.Namespace, captures: List[str], workers: int, packet_filter: Optional[PacketFilter]) -> int:
     from flowscope_cli._workers import run_workers
 
     good, status = _opened(captures)
@@ -229,7 +239,7 @@ def _run_workers(args: argparse.Namespace, captures: List[str], workers: int) ->
         if args.format == "csv":
             CsvSink(out)  # the header row; workers send rows only
         result = run_workers(
-            good, workers, config, args.flows_only, args.format, out.write,
+            good, workers, config, args.flows_only, args.format, packet_filter, out.write,
             report.add if report is not None else (lambda ev: None), on_progress,
         )  # fmt: skip
         progress.done()

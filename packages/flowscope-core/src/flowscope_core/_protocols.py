@@ -140,6 +140,10 @@ class Reassembler(Protocol):
         """Feed one segment (raw 32-bit ``seq``, TCP flag bits); returns what became deliverable."""
         ...
 
+    def acked(self, ack: int, ts: Timestamp) -> Sequence[StreamEvent]:
+        """The peer acknowledged up to ``ack``: sequence space below it never seen is a gap now."""
+        ...
+
     def flush(self, ts: Timestamp) -> Sequence[StreamEvent]:
         """The flow is over: deliver what is buffered, reporting any holes as gaps."""
         ...

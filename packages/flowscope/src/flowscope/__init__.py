@@ -28,6 +28,7 @@ from flowscope._capture import CaptureReader, open_capture
 from flowscope._community_id import community_id
 from flowscope._config import TrackerConfig
 from flowscope._extractors import FiveTuple, IpPair, MacPair
+from flowscope._filter import FilterSyntaxError, PacketFilter, compile_filter
 from flowscope._fragments import FragmentConfig
 from flowscope._l7 import L7, L7Config, default_engine
 from flowscope._reassembly import OverlapPolicy, ReassemblyBudget, ReassemblyConfig, TcpReassembler
@@ -47,6 +48,7 @@ __all__ = [
     "Direction",
     "Discovered",
     "EndReason",
+    "FilterSyntaxError",
     "FiveTuple",
     "FlowEnded",
     "FlowEvent",
@@ -61,6 +63,7 @@ __all__ = [
     "MissingExtraError",
     "Notice",
     "OverlapPolicy",
+    "PacketFilter",
     "PluginLoadError",
     "ReassemblyBudget",
     "ReassemblyConfig",
@@ -71,6 +74,7 @@ __all__ = [
     "TrackerStats",
     "__version__",
     "community_id",
+    "compile_filter",
     "default_engine",
     "discover",
     "event_to_dict",

@@ -62,16 +62,24 @@ def events(
     extractor: Optional[FlowExtractor] = None,
     emit_starts: bool = False,
     l7: Optional[L7Engine] = None,
+    bpf: Optional[str] = None,
 ) -> Iterator[FlowEvent]:
     """Every event of a source, in packet order; open flows are written at the end.
 
     ``flows_only`` skips application-layer parsing (the fastest mode).
+    ``bpf`` is a capture filter in pcap-filter syntax (``"tcp port 443"``,
+    see :func:`flowscope.compile_filter`); rejected packets are not tracked.
     """
     if l7 is None and not flows_only:
         from flowscope._l7 import default_engine
 
         l7 = default_engine()
-    tracker = FlowTracker(config, extractor=extractor, l7=l7, emit_starts=emit_starts)
+    packet_filter = None
+    if bpf is not None:
+        from flowscope._filter import compile_filter
+
+        packet_filter = compile_filter(bpf)
+    tracker = FlowTracker(config, extractor=extractor, l7=l7, emit_starts=emit_starts, packet_filter=packet_filter)
     src = frames(source)
     try:
         try:

@@ -87,6 +87,7 @@ def run_pcap(
     stats = tracker.stats
     vlan_key = tracker._vlan_key
     shard = tracker._shard
+    pfilter = tracker._filter
     out = tracker._out
     l7 = tracker._l7
     take = tracker._take
@@ -203,6 +204,8 @@ def run_pcap(
                 continue
             npk += 1
             nby += wire_len
+            if pfilter is not None and not pfilter(proto, src, dst, sport, dport, () if vl is None else vl):
+                continue
             # ------------------------------------------------------------ track
             # Mirrors FlowTracker._packet (fast-path packets are never fragments,
             # never tunnelled, and carry at most one VLAN tag).

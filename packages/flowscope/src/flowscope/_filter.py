@@ -570,8 +570,8 @@ class _Parser:
         t = self.peek()
         if t.kind != ")":
             if t.kind == "end":
-                self.fail(t, f"expected ')' to close the '(' at column {opener.col}")
-            self.unexpected(t, f"expected 'and', 'or' or ')' to close the '(' at column {opener.col}")
+                self.fail(t, f"expected ')' to close the '(' of column {opener.col}")
+            self.unexpected(t, f"expected 'and', 'or' or ')' to close the '(' of column {opener.col}")
         self.take()
 
     # -------------------------------------------------------------- primitives
@@ -888,6 +888,13 @@ def _prefix_mask(bits: int, width: int) -> bytes:
 # ----------------------------------------------------------------------------- canonical text
 
 
+# The keyword that means exactly (protocol, width), for readable canonical text.
+_ABBREV: Dict[Tuple[int, int], str] = {}
+for _w, (_n, _width) in _PNAMES.items():
+    if _n is not None:
+        _ABBREV.setdefault((_n, _width), _w)
+
+
 def _addr_text(a: bytes) -> str:
     return str(ipaddress.IPv4Address(a) if len(a) == 4 else ipaddress.IPv6Address(a))
 
@@ -898,6 +905,9 @@ def _canonical(node: _Node) -> str:
     if isinstance(node, _Family):
         return "ip" if node.width == 4 else "ip6"
     if isinstance(node, _Proto):
+        abbrev = _ABBREV.get((node.number, node.width))
+        if abbrev:
+            return abbrev
         return {0: "", 4: "ip ", 16: "ip6 "}[node.width] + f"proto {node.number}"
     if isinstance(node, _Net):
         d = _DIR_TEXT[node.dir]
@@ -1023,8 +1033,8 @@ def _gen_net(node: _Net) -> str:
                 j = i
                 while j < width and mask[j] == 0xFF:
                     j += 1
-                if j - i == 1:
-                    conds.append(f"{var}[{i}] == {value[i]}")
+                if j - i <= 3:  # indexing beats slicing (which allocates) for short runs
+                    conds += [f"{var}[{k}] == {value[k]}" for k in range(i, j)]
                 else:
                     conds.append(f"{var}[{i}:{j}] == {value[i:j]!r}")
                 i = j

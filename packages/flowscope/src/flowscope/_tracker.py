@@ -84,6 +84,9 @@ _H_S, _H_H, _H_A, _H_D, _H_F, _H_R = 1, 2, 4, 8, 16, 32
 
 _NO_EVENTS: List[FlowEvent] = []
 
+PacketPredicate = Callable[[int, bytes, bytes, int, int, Tuple[int, ...]], bool]
+"""A packet filter: ``(proto, src, dst, sport, dport, vlans) -> keep?``."""
+
 
 def _letters(new: int, flip: bool) -> str:
     # Upper case for the originator; directions count from the first sender, so a
@@ -228,6 +231,10 @@ class FlowTracker:
     ``shard=(i, n)`` makes this tracker worker ``i`` of ``n``: it keeps only
     the flows whose symmetric hash (:func:`flowscope.shard_of`) is ``i``, so
     ``n`` trackers fed the same packets split the flows between them.
+    ``packet_filter`` (e.g. ``flowscope.compile_filter("tcp port 443")``) is
+    asked about every decoded packet's innermost ``(proto, src, dst, sport,
+    dport, vlans)``; packets it rejects are not tracked, as if a capture
+    filter had dropped them.
     """
 
     def __init__(
@@ -238,11 +245,13 @@ class FlowTracker:
         l7: Optional[L7Engine] = None,
         emit_starts: bool = False,
         shard: Optional[Tuple[int, int]] = None,
+        packet_filter: Optional[PacketPredicate] = None,
     ) -> None:
         self.config = cfg = config or TrackerConfig()
         if shard is not None and not 0 <= shard[0] < shard[1]:
             raise ValueError(f"shard must be (index, count) with 0 <= index < count, not {shard}")
         self._shard = shard
+        self._filter = packet_filter
         self._decoder = Decoder(cfg.fragments)
         self._decode = self._decoder.decode
         self.stats = TrackerStats(self._decoder)
@@ -362,6 +371,8 @@ class FlowTracker:
             self._packet_custom(ts, frame, lt, wire_len, d)
             return
         proto, src, dst, sport, dport, flags, seq, ack, win, buf, poff, pend, plen, meta = d
+        if self._filter is not None and not self._filter(proto, src, dst, sport, dport, meta[0] if meta else ()):
+            return
         if proto == 1 or proto == 58:
             ks = kd = 0
         else:
@@ -535,6 +546,9 @@ class FlowTracker:
 
     def _packet_custom(self, ts: int, frame: bytes, lt: int, wire_len: int, d: Decoded) -> None:
         assert self._extractor is not None
+        meta0 = d[13]
+        if self._filter is not None and not self._filter(d[0], d[1], d[2], d[3], d[4], meta0[0] if meta0 else ()):
+            return
         view = packet_view(ts, frame, lt, wire_len, d)
         ex = self._extractor.extract(view)
         if ex is None:
