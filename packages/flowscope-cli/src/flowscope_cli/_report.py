@@ -62,6 +62,8 @@ class Report:
         self.first_ts: Optional[int] = None
         self.last_ts: Optional[int] = None
         self.protos = _Bounded()
+        self.proto_flows = _Bounded()
+        self.proto_pkts = _Bounded()
         self.services = _Bounded()
         self.talkers = _Bounded()
         self.end_reasons = _Bounded()
@@ -86,6 +88,8 @@ class Report:
             self.last_ts = s.last_ts if self.last_ts is None else max(self.last_ts, s.last_ts)
             d = event_to_dict(ev)
             self.protos.bump(str(d["proto"]), by)
+            self.proto_flows.bump(str(d["proto"]))
+            self.proto_pkts.bump(str(d["proto"]), pk)
             self.services.bump(ev.service or "-", 1)
             self.talkers.bump(ev.flow.orig.addr, s.orig.bytes)
             self.talkers.bump(ev.flow.resp.addr, s.resp.bytes)
@@ -119,7 +123,12 @@ class Report:
         out.write(f"  flows {self.flows:,}   packets in flows {self.packets:,}   bytes {_human(self.bytes)}   span {span:.1f} s\n")
         if counters:
             out.write("  " + "   ".join(f"{k} {v:,}" for k, v in counters.items() if v) + "\n")
-        table(["proto", "bytes"], [(k, _human(v)) for k, v in self.protos.most_common(TOP)], out, "Protocols")
+        table(
+            ["proto", "flows", "packets", "bytes"],
+            [(k, self.proto_flows[k], self.proto_pkts[k], _human(v)) for k, v in self.protos.most_common(TOP)],
+            out,
+            "Protocols",
+        )
         table(["service", "flows"], self.services.most_common(TOP), out, "Services")
         table(["host", "bytes sent"], [(k, _human(v)) for k, v in self.talkers.most_common(TOP)], out, "Top talkers")
         rows = []
@@ -138,12 +147,12 @@ class Report:
             )
         table(["proto", "originator", "responder", "service", "pkts", "bytes", "state", "dur s"], rows, out, "Largest flows")
         table(["end reason", "flows"], self.end_reasons.most_common(), out, "Why flows ended")
-        for title, counter in (
-            ("HTTP hosts", self.http_hosts),
-            ("TLS server names", self.tls_names),
-            ("JA4 fingerprints", self.ja4),
-            ("DNS names queried", self.dns_names),
-            ("Notices", self.notices),
+        for title, column, counter in (
+            ("HTTP hosts", "host", self.http_hosts),
+            ("TLS server names", "server name", self.tls_names),
+            ("JA4 fingerprints", "ja4", self.ja4),
+            ("DNS names queried", "name", self.dns_names),
+            ("Notices", "kind", self.notices),
         ):
             if counter:
-                table([title.split()[0].lower() if title != "Notices" else "kind", "count"], counter.most_common(TOP), out, title)
+                table([column, "count"], counter.most_common(TOP), out, title)

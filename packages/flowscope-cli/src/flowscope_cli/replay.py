@@ -63,6 +63,7 @@ open files stays fixed however many flows are open.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -101,7 +102,6 @@ from flowscope_core import (
     StreamLimit,
     proto_label,
 )
-
 from typing_extensions import assert_never
 
 from flowscope_cli._common import Exit, Housekeeper, Progress, capture_paths, error, open_output, quiet_broken_pipe
@@ -125,7 +125,8 @@ formats:
   log     one readable line per event: UTC time, event type, flow id,
           protocol and addresses (originator -> responder), key facts (default)
   jsonl   one JSON object per line: the records of flow-summary --format jsonl
-          (docs/EVENTS.md) plus a flow_start record when each flow begins
+          (the field contract is EVENTS.md) plus a flow_start record when
+          each flow begins
 
 pacing:
   default       as fast as possible
@@ -194,9 +195,12 @@ class StreamWriterConfig:
     """Gaps listed per direction in ``streams.jsonl`` (all are counted in ``gap_count``)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_stream_bytes", "open_files", "max_buffered", "max_segments", "memcap", "max_gaps_listed"):
-            if getattr(self, name) < (1 if name in ("max_stream_bytes", "open_files") else 0):
-                raise ValueError(f"StreamWriterConfig.{name} is out of range")
+        for name in ("max_stream_bytes", "open_files"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"StreamWriterConfig.{name} must be at least 1")
+        for name in ("max_buffered", "max_segments", "memcap", "max_gaps_listed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"StreamWriterConfig.{name} must not be negative")
 
 
 # ---------------------------------------------------------------------------- pacing
@@ -493,27 +497,32 @@ class StreamWriter:
 # ---------------------------------------------------------------------------- the log format
 
 
-_SEC_CACHE: List[Any] = [None, ""]
+@functools.lru_cache(maxsize=64)
+def _second(sec: int) -> str:
+    # Events come in time order, so a few cached seconds save almost every strftime.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
 def iso_time(ts: int) -> str:
     """ISO-8601 UTC with microseconds: ``2011-03-18T19:06:07.096535Z``."""
     sec, ns = divmod(ts, NS)
-    if _SEC_CACHE[0] != sec:
-        _SEC_CACHE[0] = sec
-        _SEC_CACHE[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{_SEC_CACHE[1]}.{ns // 1000:06d}Z"
+    return f"{_second(sec)}.{ns // 1000:06d}Z"
 
 
 def _txt(v: Any, limit: int = 200) -> str:
-    """A value from the network made safe for one log line: control characters escaped, length capped."""
+    """A value from the network made safe for one log line.
+
+    Control and non-ASCII characters are escaped (``\\x1b``, ``\\u00e9``), so a
+    hostile host name can neither break the line nor drive the terminal, and
+    no output encoding can fail; long values are shortened.
+    """
     if v is None or v == "":
         return "-"
     s = str(v)
-    if not s.isprintable():
+    if not (s.isascii() and s.isprintable()):
         s = s.encode("unicode_escape").decode("ascii")
     if len(s) > limit:
-        s = s[: limit - 1] + "…"
+        s = s[: limit - 3] + "..."
     return s
 
 
