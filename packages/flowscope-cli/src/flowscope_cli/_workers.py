@@ -21,6 +21,7 @@ flows and sends them before it stops, and the parent writes them.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import pickle
 import time
@@ -60,6 +61,8 @@ def _worker(conn: Connection, captures: Sequence[str], index: int, count: int, c
         from flowscope import default_engine
 
         l7 = default_engine()
+    # Flow ids must stay unique across workers (EVENTS.md): each worker prefixes its own.
+    config = dataclasses.replace(config, id_prefix=f"{config.id_prefix}W{index}.")
     tracker = FlowTracker(config, l7=l7, shard=(index, count), packet_filter=packet_filter)
     text = _Text()
     events: List[FlowEvent] = []

@@ -75,6 +75,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Opti
 
 from flowscope import (
     L7,
+    FilterSyntaxError,
     FlowTracker,
     JsonLinesSink,
     OverlapPolicy,
@@ -82,6 +83,7 @@ from flowscope import (
     ReassemblyConfig,
     TcpReassembler,
     TrackerConfig,
+    compile_filter,
     event_to_dict,
     open_capture,
 )
@@ -374,7 +376,9 @@ class StreamWriter:
 
     # -------------------------------------------------------------- the L7Engine protocol
 
-    def packet(self, flow: Flow, d: int, ts: int, flags: int, seq: int, ack: int, buf: bytes, poff: int, pend: int) -> None:
+    def packet(
+        self, flow: Flow, d: int, ts: int, flags: int, seq: int, ack: int, buf: bytes, poff: int, pend: int
+    ) -> None:
         """One TCP segment or UDP datagram of ``flow`` (``d`` counts from the first sender)."""
         inner = self._inner
         if flow.proto != 6:
@@ -672,7 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap/pcapng files, replayed in order as one stream; none: the demo")
     p.add_argument("-f", "--format", choices=("log", "jsonl"), default="log", help="output format (default: log)")
     p.add_argument("-o", "--output", metavar="FILE", help="write events here instead of standard output")
-    p.add_argument("--demo", action="store_true", help="replay the small capture packaged with flowscope-cli")
+    p.add_argument("--demo", action="store_true", help="replay the small capture packaged with flowscope-cli (first)")
+    p.add_argument("-F", "--filter", metavar="EXPR", help="track only packets matching this pcap-filter expression, e.g. 'tcp port 443 and not host 10.0.0.1' (applied to the innermost packet, after decapsulation)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=_positive_float, metavar="N", help="replay N times faster than captured (1: real time; default: as fast as possible)")
     pace.add_argument("--realtime", action="store_true", help="replay at the capture's own pace (--speed 1)")
@@ -726,6 +731,13 @@ def run(
     captures = list(capture_paths(args.captures, args.demo))
     types = frozenset(t.strip() for t in args.only.split(",") if t.strip()) if args.only else None
     speed: Optional[float] = 1.0 if args.realtime else args.speed
+    packet_filter = None
+    if args.filter is not None:
+        try:
+            packet_filter = compile_filter(args.filter)
+        except FilterSyntaxError as e:
+            error(PROG, f"--filter: {e}")
+            return Exit.USAGE
     config = TrackerConfig(max_flows=args.max_flows, vlan_in_key=args.vlan_in_key)
     engine: Optional[L7] = None
     if not args.flows_only:
@@ -741,7 +753,9 @@ def run(
         except StreamWriteError as e:
             error(PROG, str(e.strerror))
             return Exit.UNREADABLE
-    tracker = FlowTracker(config, l7=streams if streams is not None else engine, emit_starts=True)
+    tracker = FlowTracker(
+        config, l7=streams if streams is not None else engine, emit_starts=True, packet_filter=packet_filter
+    )
     try:
         out = open_output(args.output)
     except OSError as e:

@@ -19,7 +19,7 @@ from flowscope import (
 )
 from flowscope_core import CaptureFormatError, FlowEvent, MissingExtraError
 
-from flowscope_cli._common import Exit, Housekeeper, Progress, demo_capture, error, open_output, quiet_broken_pipe
+from flowscope_cli._common import Exit, Housekeeper, Progress, capture_paths, error, open_output, quiet_broken_pipe
 from flowscope_cli._report import Report
 
 PROG = "flow-summary"
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap/pcapng files, read in order as one stream; none: the demo")
     p.add_argument("-f", "--format", choices=("table", "jsonl", "csv"), default="table", help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
-    p.add_argument("--demo", action="store_true", help="run on the small capture packaged with flowscope-cli")
+    p.add_argument("--demo", action="store_true", help="read the small capture packaged with flowscope-cli (before any CAPTURE given)")
     p.add_argument("-F", "--filter", metavar="EXPR", help="track only packets matching this pcap-filter expression, e.g. 'tcp port 443 and not host 10.0.0.1' (applied to the innermost packet, after decapsulation)")
     p.add_argument("--flows-only", action="store_true", help="flow records only: skip reassembly and HTTP/TLS/DNS parsing (fastest)")
     p.add_argument("--vlan-in-key", action="store_true", help="keep flows on different VLANs apart")
@@ -90,9 +90,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.max_flows < 1:
         error(PROG, "--max-flows must be at least 1")
         return Exit.USAGE
-    captures: List[str] = list(args.captures)
-    if args.demo or not captures:
-        captures = [str(demo_capture())]
+    captures: List[str] = list(capture_paths(args.captures, args.demo))
     try:
         workers = min(os.cpu_count() or 1, 8) if args.workers == "auto" else int(args.workers)
         if workers < 1:

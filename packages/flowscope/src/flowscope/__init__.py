@@ -35,7 +35,7 @@ from flowscope._reassembly import OverlapPolicy, ReassemblyBudget, ReassemblyCon
 from flowscope._registry import Discovered, discover
 from flowscope._shard import flow_hash, shard_of
 from flowscope._sinks import CsvSink, JsonLinesSink, event_to_dict
-from flowscope._tracker import FlowTracker, TrackerStats
+from flowscope._tracker import FlowTracker, L7Engine, TrackerStats
 
 __version__ = "0.1.0"
 
@@ -59,6 +59,7 @@ __all__ = [
     "IpPair",
     "JsonLinesSink",
     "L7Config",
+    "L7Engine",
     "MacPair",
     "MissingExtraError",
     "Notice",
