@@ -744,6 +744,8 @@ def run(
         from flowscope import default_engine
 
         engine = default_engine()
+        for problem in engine.load_errors:  # a broken plugin is reported, the others keep working
+            sys.stderr.write(f"{PROG}: warning: {problem}\n")
     streams: Optional[StreamWriter] = None
     if args.write_streams:
         try:

@@ -105,14 +105,16 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         except FilterSyntaxError as e:
             error(PROG, f"--filter: {e}")
             return Exit.USAGE
-    if workers > 1:
-        return _run_workers(args, captures, workers, packet_filter)
-    config = TrackerConfig(max_flows=args.max_flows, vlan_in_key=args.vlan_in_key)
     l7 = None
     if not args.flows_only:
         from flowscope import default_engine
 
         l7 = default_engine()
+        for problem in l7.load_errors:  # a broken plugin is reported, the others keep working
+            sys.stderr.write(f"{PROG}: warning: {problem}\n")
+    if workers > 1:
+        return _run_workers(args, captures, workers, packet_filter)
+    config = TrackerConfig(max_flows=args.max_flows, vlan_in_key=args.vlan_in_key)
     tracker = FlowTracker(config, l7=l7, packet_filter=packet_filter)
     try:
         out = open_output(args.output)

@@ -31,8 +31,10 @@ The format comes from the magic number, never from the file name:
   section, may switch the byte order and forgets the interfaces of the
   previous section.  Interface Description Blocks give each interface its link
   type, snap length, ``if_tsresol`` and ``if_tsoffset``; Enhanced, Simple and
-  the obsolete Packet Blocks carry packets; every other block is checked for a
-  sane framing and skipped.  A Simple Packet Block has no timestamp: it is
+  the obsolete Packet Blocks carry packets; a Decryption Secrets Block (TLS
+  key log text and the like) is handed to :attr:`CaptureReader.on_secrets`
+  when one is set, before the packets that follow it are read; every other
+  block is checked for a sane framing and skipped.  A Simple Packet Block has no timestamp: it is
   given the timestamp of the packet before it, so that a consumer's clock
   (flow timeouts) never jumps back to 1970.
 * gzip (``1f 8b``): the compressed stream is decompressed on the fly with the
@@ -130,12 +132,14 @@ _IDB = 0x00000001
 _OPB = 0x00000002
 _SPB = 0x00000003
 _EPB = 0x00000006
+_DSB = 0x0000000A
 _MIN_BLOCK = 12
 _MIN_SHB = 28
 _MIN_IDB = 20
 _MIN_EPB = 32
 _MIN_SPB = 16
 _MIN_OPB = 32
+_MIN_DSB = 20
 _BOM_BIG = b"\x1a\x2b\x3c\x4d"
 _BOM_LITTLE = b"\x4d\x3c\x2b\x1a"
 _OPT_END = 0
@@ -216,6 +220,7 @@ class CaptureReader:
         "size",
         "offset",
         "packets",
+        "on_secrets",
         "_limits",
         "_stream",
         "_owns_stream",
@@ -234,6 +239,7 @@ class CaptureReader:
     size: Optional[int]
     offset: int
     packets: int
+    on_secrets: Optional[Callable[[int, bytes], None]]
 
     def __init__(
         self,
@@ -254,6 +260,14 @@ class CaptureReader:
         """Stream offset just past the last packet delivered."""
         self.packets = 0
         """Packets delivered so far."""
+        self.on_secrets = None
+        """Called as ``on_secrets(secrets_type, secrets_data)`` for each pcapng
+        Decryption Secrets Block, as it is read: before any packet that
+        follows it is handed out.  ``secrets_type`` is the block's 32-bit type
+        (``0x544c534b`` "TLSK": NSS key log text; ``0x57474b4c`` "WGKL":
+        WireGuard keys; ...) and ``secrets_data`` its payload without padding.
+        A block whose secrets length overruns it is skipped.  The callback
+        runs inside the iteration, so whatever it raises reaches the loop."""
         self._limits = limits
         self._stream = stream
         self._owns_stream = owns_stream
@@ -580,6 +594,12 @@ class CaptureReader:
                         if major != 1:
                             raise self._damage(base + pos, f"unsupported pcapng version {major}.{minor}")
                         ifaces = []
+                    elif btype == _DSB:
+                        deliver = self.on_secrets
+                        if deliver is not None and blen >= _MIN_DSB:
+                            secrets_type, secrets_len = header(buf, pos + 8)
+                            if secrets_len <= blen - _MIN_DSB:
+                                deliver(secrets_type, buf[pos + 16 : pos + 16 + secrets_len])
                     elif btype == _OPB:
                         if blen < _MIN_OPB:
                             raise self._damage(base + pos, f"packet block length {blen} is below {_MIN_OPB}")

@@ -218,7 +218,7 @@ _SERVICES: Dict[str, Tuple[int, int]] = {
     "https": (443, 0),
     "microsoft-ds": (445, _TCP),
     "isakmp": (500, _UDP),
-    "syslog": (514, _UDP),
+    "syslog": (514, 0),  # also an alias of shell, 514/tcp
     "dhcpv6-client": (546, _UDP),
     "dhcpv6-server": (547, _UDP),
     "submission": (587, _TCP),

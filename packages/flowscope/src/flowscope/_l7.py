@@ -38,6 +38,7 @@ from flowscope_core import (
     FlowEvent,
     MissingExtraError,
     Notice,
+    PluginLoadError,
     SessionEvent,
     SessionRecord,
     StreamData,
@@ -70,14 +71,14 @@ class L7Config:
     """Bytes per direction shown to ``detect`` before giving up (nDPI gives up after a
     handful of packets; 4 KiB covers a large ClientHello or request head)."""
     detect_datagrams: int = 4
-    """Datagrams per direction shown to ``detect`` for UDP."""
+    """Datagrams per direction shown to ``detect`` for UDP (a one-way flow stops after its own)."""
     missing_extra: str = "raise"
     """``raise``: a protocol whose extra is missing raises ``MissingExtraError``;
     ``notice``: it becomes a notice and the flow goes unparsed."""
 
 
 class _Session:
-    __slots__ = ("reasm", "parser", "factories", "pending", "seen", "dgram", "finishable")
+    __slots__ = ("reasm", "parser", "factories", "pending", "seen", "head", "dgram", "finishable")
 
     def __init__(self, factories: List[Any]) -> None:
         self.reasm: List[Optional[TcpReassembler]] = [None, None]
@@ -85,6 +86,7 @@ class _Session:
         self.factories = factories
         self.pending: List[Tuple[Direction, bytes, int]] = []
         self.seen = [0, 0]
+        self.head = [b"", b""]
         self.dgram = False
         self.finishable = False
 
@@ -99,6 +101,8 @@ class L7:
         self._tcp = [f for f in factories if hasattr(f, "create")]
         self._udp = [f for f in factories if hasattr(f, "create_datagram")]
         self._missed_warned: set[str] = set()
+        self.load_errors: Tuple[PluginLoadError, ...] = ()
+        """Plugins that failed to load (set by :func:`default_engine`)."""
 
     # -------------------------------------------------------------- per packet
 
@@ -143,8 +147,11 @@ class L7:
                     self._stream(flow, s, direction, evs)
                 r.release()
         p = s.parser
-        if p is not None:
-            self._emit(flow, p.close(ts))
+        if p is not None and flow.l7 is s:
+            try:
+                self._emit(flow, p.close(ts))
+            except Exception as e:  # a parser's bug must not end the run
+                self._parser_failed(flow, s, ts, e)
         flow.l7 = False
 
     # -------------------------------------------------------------- internals
@@ -166,6 +173,8 @@ class L7:
         for r in s.reasm:
             if r is not None:
                 r.release()
+        s.pending = []
+        s.head = [b"", b""]
         flow.l7 = False
 
     def _emit(self, flow: Flow, events: Sequence[SessionEvent]) -> None:
@@ -209,12 +218,29 @@ class L7:
         return None if keep else False
 
     def _datagram(self, flow: Flow, s: _Session, direction: Direction, payload: bytes, ts: int) -> None:
+        try:
+            self._datagram_unguarded(flow, s, direction, payload, ts)
+        except MissingExtraError:
+            raise
+        except Exception as e:  # a parser's bug must not end the run: that flow goes unparsed
+            self._parser_failed(flow, s, ts, e)
+
+    def _parser_failed(self, flow: Flow, s: _Session, ts: int, e: Exception) -> None:
+        name = flow.service or "detection"
+        self._notice(flow, ts, "parser_error", f"the {name} parser raised {type(e).__name__}: {e}; the flow is no longer parsed",
+                     parser=name, error=type(e).__name__)  # fmt: skip
+        self._stop(flow, s)
+
+    def _datagram_unguarded(self, flow: Flow, s: _Session, direction: Direction, payload: bytes, ts: int) -> None:
         p = s.parser
         if p is None:
             got = self._classify(flow, s, direction, payload, ts)
             if not got:
-                s.seen[direction] += 1
-                if got is False or s.seen[0] + s.seen[1] >= 2 * self.config.detect_datagrams:
+                seen = s.seen
+                seen[direction] += 1
+                limit = self.config.detect_datagrams
+                # Up to ``detect_datagrams`` per direction; a one-way flow stops after its own.
+                if got is False or (seen[direction] >= limit and (seen[1 - direction] == 0 or seen[1 - direction] >= limit)):
                     self._stop(flow, s)
                 return
             p = s.parser
@@ -223,6 +249,14 @@ class L7:
             self._stop(flow, s)
 
     def _stream(self, flow: Flow, s: _Session, direction: Direction, evs: Sequence[StreamEvent]) -> None:
+        try:
+            self._stream_unguarded(flow, s, direction, evs)
+        except MissingExtraError:
+            raise
+        except Exception as e:  # a parser's bug must not end the run: that flow goes unparsed
+            self._parser_failed(flow, s, evs[0].ts if evs else 0, e)
+
+    def _stream_unguarded(self, flow: Flow, s: _Session, direction: Direction, evs: Sequence[StreamEvent]) -> None:
         for ev in evs:
             if flow.l7 is not s:
                 return
@@ -234,22 +268,28 @@ class L7:
                         self._stop(flow, s)
                         return
                     continue
+                limit = self.config.detect_bytes
                 s.pending.append((direction, ev.data, ev.ts))
                 s.seen[direction] += len(ev.data)
-                first = b"".join(c[1] for c in s.pending if c[0] == direction)
-                got = self._classify(flow, s, direction, first[: self.config.detect_bytes], ev.ts)
+                head = s.head[direction]
+                if len(head) < limit:
+                    head = s.head[direction] = head + ev.data[: limit - len(head)]
+                got = self._classify(flow, s, direction, head, ev.ts)
                 if got:
                     p = s.parser
                     chunks, s.pending = s.pending, []
+                    s.head = [b"", b""]
                     for dd, data, t in chunks:
                         self._emit(flow, p.data(dd, data, t))
                         if s.finishable and p.done:
                             self._stop(flow, s)
                             return
-                elif got is False or s.seen[direction] >= self.config.detect_bytes:
-                    if got is False or min(s.seen) >= self.config.detect_bytes or s.seen[direction.other] == 0:
-                        self._stop(flow, s)
-                        return
+                elif got is False or s.seen[direction] >= limit:
+                    # Nothing matched, or a whole detect window of one side left every
+                    # factory undecided: not a protocol we parse.  Stopping here also
+                    # bounds what is held for replay to about detect_bytes per side.
+                    self._stop(flow, s)
+                    return
             elif isinstance(ev, StreamGap):
                 flow.missed += ev.length
                 p = s.parser
@@ -280,5 +320,5 @@ def default_engine(protocols: Optional[Sequence[str]] = None, config: Optional[L
     """An engine with every installed parser (or only ``protocols``)."""
     found = discover(protocols)
     engine = L7(found.factories, config)
-    engine.load_errors = found.errors  # type: ignore[attr-defined]
+    engine.load_errors = found.errors
     return engine

@@ -64,7 +64,8 @@ def discover(
         dist = _dist_name(ep)
         try:
             target = ep.load()
-            obj = target() if callable(target) and not _is_factory(target) else target
+            # A function or a class is called; an object that already is a factory is used.
+            obj = target() if isinstance(target, type) or (callable(target) and not _is_factory(target)) else target
         except Exception as e:  # a plugin's import error must not stop the others
             errors.append(PluginLoadError(ep.name, dist, f"{type(e).__name__}: {e}"))
             continue

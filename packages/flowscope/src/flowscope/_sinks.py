@@ -132,7 +132,7 @@ def event_to_dict(ev: FlowEvent) -> Dict[str, Any]:
             # only the rest goes through the recursive conversion.
             if v is None or t is str or t is int or t is bool or t is float:
                 d[name] = v
-            elif t is tuple and (not v or type(v[0]) in _SCALARS):
+            elif t is tuple and all(type(x) in _SCALARS for x in v):
                 d[name] = list(v)
             else:
                 d[name] = _plain(v)

@@ -1,4 +1,4 @@
-"""QUIC Initial packets: the TLS ClientHello and ServerHello of QUIC v1, v2 and drafts.
+"""QUIC handshakes: the TLS hellos of QUIC v1, v2 and drafts, and the certificate given a key log.
 
 Theory of operation
 -------------------
@@ -11,7 +11,8 @@ therefore decrypt the Initial packets of both sides and read the TLS
 handshake messages they carry in CRYPTO frames: the ClientHello (SNI, ALPN,
 cipher suites: the JA3/JA4 inputs) and the ServerHello (negotiated version
 and cipher, JA3S).  Everything after that (Handshake and 1-RTT packets,
-certificates included) is encrypted with secrets that never cross the wire.
+certificates included) is encrypted with secrets that never cross the wire,
+unless the endpoint logged them: see *Handshake packets* below.
 
 One :class:`QuicParser` serves one UDP flow.  Each datagram may hold several
 coalesced long-header packets followed by at most one short-header packet
@@ -51,10 +52,44 @@ ServerHello whose ClientHello was never seen).  A HelloRetryRequest closes
 its record (``hello_retry_request`` true); the second ClientHello, which
 continues the same CRYPTO stream, starts a new one.
 
+Handshake packets (with a key log)
+----------------------------------
+When the factory has a :class:`flowscope._keylog.KeyLog` (an
+``SSLKEYLOGFILE``, or the Decryption Secrets Blocks of a pcapng capture)
+holding ``SERVER_HANDSHAKE_TRAFFIC_SECRET`` for the ClientHello's random at
+the moment the ServerHello completes the pair, the record is held back
+instead of emitted, and the server's Handshake packets are decrypted:
+
+* *Keys* come from that secret by HKDF-Expand-Label with the ``quic key`` /
+  ``quic iv`` / ``quic hp`` labels (``quicv2 …`` for version 2) and the
+  hash of the ServerHello's cipher suite (RFC 9001 §5.1): AES-128-GCM,
+  AES-256-GCM (SHA-384), ChaCha20-Poly1305 (whose header protection is
+  ChaCha20 keyed by the sample, §5.4.4) and AES-128-CCM.
+* *Frames* are those of Initial packets; the Handshake-level CRYPTO stream
+  is reassembled like the Initial one, with its own, larger bound
+  (certificate chains are kilobytes).
+* *Messages*: EncryptedExtensions gives the selected ALPN (in QUIC it never
+  appears in the ServerHello); Certificate (TLS 1.3 layout) gives the
+  subject, issuer and SAN DNS names of the first certificate, via
+  :func:`flowscope.parsers.tls.certificate_summary`, and emits the record.
+
+A held record is also emitted, without a certificate, on the server's
+Finished (a PSK handshake sends no Certificate; a compressed certificate,
+RFC 8879, is not decoded), on the client's first 1-RTT (short-header)
+packet (the client has the whole server flight by then), when the first
+Handshake packet does not authenticate (the logged secret is not this
+connection's; later failures after a success are skipped as damage), when
+``max_handshake_packets`` is reached, on a fault, a new connection, or
+:meth:`QuicParser.close`.  Server Handshake packets that arrive before the
+ServerHello cannot be opened (the cipher suite is unknown) and are skipped.
+Without a key log entry nothing of this happens and records are emitted as
+described above.
+
 States: *active* → *failed*.  Undecryptable or malformed Initial packets and
 exceeded bounds emit one :class:`QuicError` and make the state sticky: the
 flow is ignored from then on, but a hello already parsed is still reported
-at close.  Nothing here raises on traffic; the only exception is
+at close (a record held for its certificate is emitted before the error).
+Nothing here raises on traffic; the only exception is
 :class:`flowscope_core.MissingExtraError` from the factory when the
 ``cryptography`` package is missing.
 """
@@ -65,7 +100,20 @@ import hmac
 import re
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    ClassVar,
+    Dict,
+    FrozenSet,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 from flowscope_core import (
     DatagramParser,
@@ -79,11 +127,15 @@ from flowscope_core import (
 
 from flowscope.parsers import _tlswire
 from flowscope.parsers._tlswire import ClientHello, ServerHello
+from flowscope.parsers.tls import certificate_summary
+
+if TYPE_CHECKING:
+    from flowscope._keylog import KeyLog
 
 try:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 except ImportError:  # pragma: no cover - only without the 'tls' extra
     _HAVE_CRYPTOGRAPHY = False
 else:
@@ -100,6 +152,7 @@ __all__ = [
     "factory",
     "initial_keys",
     "open_initial_packet",
+    "traffic_keys",
 ]
 
 
@@ -146,6 +199,20 @@ class QuicConfig:
     A server picks one connection ID in its Initial; a few leave room for
     Retry and for a second connection on the 5-tuple.
     """
+    max_handshake_crypto_bytes: int = 64 * 1024
+    """Highest Handshake-level CRYPTO offset kept (server side, with a key log only).
+
+    The server's Handshake flight is EncryptedExtensions, the certificate
+    chain, CertificateVerify and Finished.  Web chains are 2-6 KiB; the
+    largest seen in practice (RSA-4096 intermediates, hundreds of SAN
+    names) stay below 32 KiB, and 64 KiB is twice that.
+    """
+    max_handshake_packets: int = 64
+    """Server Handshake packets decrypted per connection before the record is emitted anyway.
+
+    64 KiB of CRYPTO data fills about 55 full-sized packets; the margin is
+    for retransmissions.  It also caps the AEAD work of one connection.
+    """
 
 
 DEFAULT_CONFIG = QuicConfig()
@@ -164,7 +231,7 @@ class QuicHandshake:
 
     event_type: ClassVar[str] = "quic"
     ts: Timestamp
-    """Time of the datagram that completed the record (ServerHello, or the lone ClientHello)."""
+    """Time of the datagram that completed the record (ServerHello, Certificate, or the lone ClientHello)."""
     quic_version: str
     """QUIC version of the packets: ``1``, ``2``, or ``0x…`` hex (drafts)."""
     version: Optional[str]
@@ -178,7 +245,8 @@ class QuicHandshake:
     alpn_offered: Tuple[str, ...]
     """ALPN protocols offered by the client (``h3``…)."""
     alpn_selected: Optional[str]
-    """ALPN selected by the server; always ``None`` in QUIC, where it travels encrypted."""
+    """ALPN selected by the server: it travels in the encrypted EncryptedExtensions, so
+    ``None`` unless a key log opened the Handshake packets."""
     cipher: Optional[str]
     """The ServerHello's cipher suite (IANA name or ``0x….``)."""
     ja3: Optional[str]
@@ -192,11 +260,12 @@ class QuicHandshake:
     ja4: Optional[str]
     """FoxIO JA4 of the ClientHello; starts with ``q`` for QUIC."""
     cert_subject_cn: Optional[str] = None
-    """Always ``None``: QUIC certificates travel in encrypted Handshake packets."""
+    """Subject CN of the server's first certificate.  QUIC certificates travel in
+    encrypted Handshake packets: ``None`` unless a key log opened them."""
     cert_issuer_cn: Optional[str] = None
-    """Always ``None`` (see ``cert_subject_cn``)."""
+    """Issuer CN of that certificate (``None`` without a key log, see ``cert_subject_cn``)."""
     cert_san_dns: Tuple[str, ...] = ()
-    """Always empty (see ``cert_subject_cn``)."""
+    """SAN DNS names of that certificate (empty without a key log, see ``cert_subject_cn``)."""
     hello_retry_request: bool = False
     """The ServerHello was a HelloRetryRequest; the retried ClientHello gets its own record."""
     transport: str = "quic"
@@ -271,30 +340,30 @@ def _version_table() -> Dict[int, _Version]:
 _VERSIONS = _version_table()
 
 
-def _hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
-    """TLS 1.3 HKDF-Expand-Label with an empty context (RFC 8446 §7.1), SHA-256.
+def _hkdf_expand_label(secret: bytes, label: bytes, length: int, hash_name: str = "sha256") -> bytes:
+    """TLS 1.3 HKDF-Expand-Label with an empty context (RFC 8446 §7.1).
 
-    Every output here is at most 32 bytes, one SHA-256 block, so HKDF-Expand
-    is the single HMAC ``T(1) = HMAC(secret, info || 0x01)`` (RFC 5869 §2.3):
-    one C call, no objects.
+    Every output here is at most 32 bytes, no more than one block of SHA-256
+    or SHA-384, so HKDF-Expand is the single HMAC ``T(1) = HMAC(secret, info
+    || 0x01)`` (RFC 5869 §2.3): one C call, no objects.
     """
     full = b"tls13 " + label
     info = struct.pack(">HB", length, len(full)) + full + b"\x00\x01"
-    return hmac.digest(secret, info, "sha256")[:length]
+    return hmac.digest(secret, info, hash_name)[:length]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PacketKeys:
-    """The packet-protection material of one direction at the Initial level."""
+    """The packet-protection material of one direction at one encryption level."""
 
     secret: bytes
-    """``client_initial_secret`` or ``server_initial_secret`` (32 bytes)."""
+    """The TLS secret the keys come from (``client_initial_secret``, a handshake traffic secret...)."""
     key: bytes
-    """AEAD_AES_128_GCM key (16 bytes)."""
+    """AEAD key (16 bytes at the Initial level, AEAD_AES_128_GCM; 32 for AES-256 and ChaCha20)."""
     iv: bytes
     """AEAD IV (12 bytes), XORed with the packet number to form the nonce."""
     hp: bytes
-    """Header-protection key (16 bytes, AES-ECB)."""
+    """Header-protection key (AES-ECB, or ChaCha20 for ChaCha20-Poly1305; as long as ``key``)."""
 
 
 def _direction_keys(spec: _Version, dcid: bytes, from_server: bool) -> PacketKeys:
@@ -320,16 +389,108 @@ def initial_keys(version: int, dcid: bytes) -> Tuple[PacketKeys, PacketKeys]:
     return _direction_keys(spec, dcid, False), _direction_keys(spec, dcid, True)
 
 
+_AES_GCM, _CHACHA20_POLY1305, _AES_CCM = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Suite:
+    """What packet protection needs of a TLS 1.3 cipher suite (RFC 9001 §5.3, §5.4)."""
+
+    hash_name: str
+    key_len: int
+    aead: int
+    """``_AES_GCM``, ``_CHACHA20_POLY1305`` or ``_AES_CCM``; header protection is AES except for ChaCha20."""
+
+
+_SUITES: Dict[int, _Suite] = {
+    0x1301: _Suite("sha256", 16, _AES_GCM),  # TLS_AES_128_GCM_SHA256
+    0x1302: _Suite("sha384", 32, _AES_GCM),  # TLS_AES_256_GCM_SHA384
+    0x1303: _Suite("sha256", 32, _CHACHA20_POLY1305),  # TLS_CHACHA20_POLY1305_SHA256
+    0x1304: _Suite("sha256", 16, _AES_CCM),  # TLS_AES_128_CCM_SHA256 (CCM_8 is barred from QUIC)
+}
+
+
+def _suite_keys(secret: bytes, suite: _Suite, spec: _Version) -> PacketKeys:
+    """Packet-protection keys from a TLS traffic secret (RFC 9001 §5.1, RFC 9369 §3.3.2)."""
+    prefix, hash_name, key_len = spec.label_prefix, suite.hash_name, suite.key_len
+    return PacketKeys(
+        secret=secret,
+        key=_hkdf_expand_label(secret, prefix + b"key", key_len, hash_name),
+        iv=_hkdf_expand_label(secret, prefix + b"iv", 12, hash_name),
+        hp=_hkdf_expand_label(secret, prefix + b"hp", key_len, hash_name),
+    )
+
+
+def traffic_keys(secret: bytes, cipher_suite: int, version: int = 1) -> PacketKeys:
+    """The packet-protection keys of a TLS handshake or application traffic secret.
+
+    ``secret`` is a ``*_HANDSHAKE_TRAFFIC_SECRET`` or ``*_TRAFFIC_SECRET_0``
+    from a key log, ``cipher_suite`` the ServerHello's.  Raises
+    ``ValueError`` for a version without known keys or a cipher suite QUIC
+    cannot use.
+    """
+    spec = _VERSIONS.get(version)
+    if spec is None:
+        raise ValueError(f"no keys are known for QUIC version 0x{version:08x}")
+    suite = _SUITES.get(cipher_suite)
+    if suite is None:
+        raise ValueError(f"cipher suite 0x{cipher_suite:04x} cannot protect QUIC packets")
+    return _suite_keys(secret, suite, spec)
+
+
+class _Aead(Protocol):
+    """The one method of cryptography's AEAD classes that the parser uses."""
+
+    def decrypt(self, nonce: bytes, data: Union[bytes, memoryview], associated_data: bytes) -> bytes: ...
+
+
+_Mask = Callable[[Union[bytes, memoryview]], bytes]
+"""Header protection: the 16-byte sample to the mask (at least 5 bytes)."""
+
+_FIVE_ZEROS = bytes(5)
+
+
+def _aes_mask(hp: bytes) -> _Mask:
+    # ECB is stateless per block, so one encryptor object serves every sample.
+    return Cipher(algorithms.AES(hp), modes.ECB()).encryptor().update
+
+
+def _chacha20_mask(hp: bytes) -> _Mask:
+    """ChaCha20 header protection (RFC 9001 §5.4.4): five keystream bytes.
+
+    The sample's first 4 bytes are the block counter (little-endian) and the
+    other 12 the nonce; cryptography's 16-byte ChaCha20 "nonce" is exactly
+    that layout, so the sample is passed as it is.
+    """
+
+    def mask(sample: Union[bytes, memoryview]) -> bytes:
+        return Cipher(algorithms.ChaCha20(hp, bytes(sample)), None).encryptor().update(_FIVE_ZEROS)
+
+    return mask
+
+
 class _Opener:
-    """Ready-made cipher objects for one direction's Initial packets."""
+    """Ready-made cipher objects for one direction's packets at one encryption level."""
 
-    __slots__ = ("aead", "iv", "hp")
+    __slots__ = ("aead", "iv", "mask")
 
-    def __init__(self, keys: PacketKeys) -> None:
-        self.aead = AESGCM(keys.key)
-        self.iv = int.from_bytes(keys.iv, "big")
-        # ECB is stateless per block, so one encryptor object serves every sample.
-        self.hp: CipherContext = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
+    def __init__(self, aead: _Aead, iv: bytes, mask: _Mask) -> None:
+        self.aead = aead
+        self.iv = int.from_bytes(iv, "big")
+        self.mask = mask
+
+    @classmethod
+    def initial(cls, keys: PacketKeys) -> _Opener:
+        """Initial packets: always AES-128-GCM with AES header protection."""
+        return cls(AESGCM(keys.key), keys.iv, _aes_mask(keys.hp))
+
+    @classmethod
+    def for_suite(cls, keys: PacketKeys, suite: _Suite) -> _Opener:
+        """Packets protected with ``suite``; raises ``UnsupportedAlgorithm`` if the OpenSSL build lacks it."""
+        if suite.aead == _CHACHA20_POLY1305:
+            return cls(ChaCha20Poly1305(keys.key), keys.iv, _chacha20_mask(keys.hp))
+        aead: _Aead = AESCCM(keys.key) if suite.aead == _AES_CCM else AESGCM(keys.key)
+        return cls(aead, keys.iv, _aes_mask(keys.hp))
 
 
 def _decode_packet_number(largest: int, truncated: int, nbits: int) -> int:
@@ -356,7 +517,7 @@ def _open(
     sample = pn_offset + 4
     if sample + 16 > end:
         return None
-    mask = opener.hp.update(data[sample : sample + 16])
+    mask = opener.mask(data[sample : sample + 16])
     first = data[start] ^ (mask[0] & 0x0F)
     pn_len = (first & 0x03) + 1
     truncated = int.from_bytes(data[pn_offset : pn_offset + pn_len], "big")
@@ -387,7 +548,7 @@ def open_initial_packet(packet: bytes, *, client_dcid: bytes, from_server: bool)
     if parsed is None or parsed.ptype != _INITIAL:
         raise ValueError("not an Initial packet of a known QUIC version")
     keys = initial_keys(parsed.version, client_dcid)[1 if from_server else 0]
-    result = _open(_Opener(keys), memoryview(packet), 0, parsed.pn_offset, parsed.end, -1)
+    result = _open(_Opener.initial(keys), memoryview(packet), 0, parsed.pn_offset, parsed.end, -1)
     if result is None:
         raise ValueError("the packet does not decrypt with these keys")
     return result
@@ -488,10 +649,10 @@ _NON_ZERO = re.compile(b"[^\x00]")
 
 
 def _crypto_frames(payload: bytes) -> List[Tuple[int, bytes]]:
-    """The (offset, data) of every CRYPTO frame in an Initial packet's plaintext.
+    """The (offset, data) of every CRYPTO frame in an Initial or Handshake packet's plaintext.
 
-    Frames allowed in Initial packets (RFC 9000 §12.4) are read by their
-    exact lengths; any other type raises :class:`_Fault`.
+    Frames allowed in those packets (RFC 9000 §12.4: the same set for both)
+    are read by their exact lengths; any other type raises :class:`_Fault`.
     """
     out: List[Tuple[int, bytes]] = []
     i = 0
@@ -531,12 +692,12 @@ def _crypto_frames(payload: bytes) -> List[Tuple[int, bytes]]:
                 raise _Fault(reason, "CONNECTION_CLOSE reason runs past the end")
             i += text_len
         else:
-            raise _Fault(reason, f"frame type 0x{ftype:02x} is not allowed in an Initial packet")
+            raise _Fault(reason, f"frame type 0x{ftype:02x} is not allowed in an Initial or Handshake packet")
     return out
 
 
 class _CryptoStream:
-    """One direction's CRYPTO stream at the Initial level: in-order prefix plus early pieces."""
+    """One direction's CRYPTO stream at one encryption level: in-order prefix plus early pieces."""
 
     __slots__ = ("data", "pending", "pending_bytes", "consumed")
 
@@ -549,11 +710,15 @@ class _CryptoStream:
         self.consumed = 0
         """Offset of the first byte not yet cut into a handshake message."""
 
-    def add(self, offset: int, piece: bytes, config: QuicConfig) -> bool:
-        """Store a CRYPTO frame's bytes; True when the in-order prefix grew."""
+    def add(self, offset: int, piece: bytes, max_bytes: int, max_fragments: int) -> bool:
+        """Store a CRYPTO frame's bytes; True when the in-order prefix grew.
+
+        ``max_bytes`` bounds the stream offset and the bytes held out of
+        order, ``max_fragments`` the pieces held out of order.
+        """
         end = offset + len(piece)
-        if end > config.max_crypto_bytes:
-            raise _Fault("crypto_limit", f"CRYPTO data reaches offset {end}, beyond max_crypto_bytes")
+        if end > max_bytes:
+            raise _Fault("crypto_limit", f"CRYPTO data reaches offset {end}, beyond the bound of {max_bytes}")
         have = len(self.data)
         if end <= have or not piece:
             return False  # retransmission of bytes already held
@@ -564,14 +729,14 @@ class _CryptoStream:
             return True
         old = self.pending.get(offset)
         if old is None:
-            if len(self.pending) >= config.max_crypto_fragments:
+            if len(self.pending) >= max_fragments:
                 raise _Fault("crypto_limit", "too many out-of-order CRYPTO pieces")
         elif len(old) >= len(piece):
             return False
         else:
             self.pending_bytes -= len(old)
-        if self.pending_bytes + len(piece) > config.max_crypto_bytes:
-            raise _Fault("crypto_limit", "out-of-order CRYPTO bytes exceed max_crypto_bytes")
+        if self.pending_bytes + len(piece) > max_bytes:
+            raise _Fault("crypto_limit", f"out-of-order CRYPTO bytes exceed the bound of {max_bytes}")
         self.pending[offset] = piece
         self.pending_bytes += len(piece)
         return False
@@ -588,16 +753,16 @@ class _CryptoStream:
             if first + len(piece) > have:
                 self.data += piece[have - first :]
 
-    def messages(self, config: QuicConfig) -> List[Tuple[int, bytes]]:
-        """Cut the complete handshake messages (type, body) from the prefix."""
+    def messages(self, max_bytes: int) -> List[Tuple[int, bytes]]:
+        """Cut the complete handshake messages (type, body) from the prefix; ``max_bytes`` as in :meth:`add`."""
         out: List[Tuple[int, bytes]] = []
         data = self.data
         pos = self.consumed
         while len(data) - pos >= 4:
             htype = data[pos]
             length = int.from_bytes(data[pos + 1 : pos + 4], "big")
-            if pos + 4 + length > config.max_crypto_bytes:
-                raise _Fault("crypto_limit", f"handshake message of {length} bytes exceeds max_crypto_bytes")
+            if pos + 4 + length > max_bytes:
+                raise _Fault("crypto_limit", f"handshake message of {length} bytes exceeds the bound of {max_bytes}")
             if pos + 4 + length > len(data):
                 break
             out.append((htype, bytes(data[pos + 4 : pos + 4 + length])))
