@@ -23,6 +23,7 @@ documented in the right table and marked as contract.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import io
@@ -309,6 +310,36 @@ def test_documented_fields_are_exactly_the_columns() -> None:
             assert documented(tables, event_type) == names, event_type
     assert set(tables["answers"]) == {"name", "type", "ttl", "data", "txt", "rclass", "cache_flush"}
     assert set(tables["extra_questions"]) == {"name", "type", "qclass", "unicast_response"}
+
+
+def notices_in_source() -> Dict[str, Set[str]]:
+    """``{kind: detail keys}`` of every notice flowscope's own modules write (read from their source)."""
+    found: Dict[str, Set[str]] = {}
+    package = Path(flowscope.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if name == "_notice" and len(node.args) >= 3 and isinstance(node.args[2], ast.Constant):
+                found.setdefault(str(node.args[2].value), set()).update(k.arg for k in node.keywords if k.arg)
+            elif name == "Notice":
+                for k in node.keywords:
+                    if k.arg == "kind" and isinstance(k.value, ast.Constant):
+                        found.setdefault(str(k.value.value), set())
+    return found
+
+
+def test_every_notice_kind_and_detail_is_documented() -> None:
+    text = EVENTS_MD.read_text(encoding="utf-8")
+    kinds = set(re.findall(r"^\| `([a-z_]+)` \| [^|]*\|$", text.split("Kinds written by flowscope itself:")[1], re.M))
+    in_source = notices_in_source()
+    assert {"tcp_overlap_mismatch", "reassembly_limit", "missing_extra"} <= set(in_source)
+    assert set(in_source) <= kinds, set(in_source) - kinds
+    details = set().union(*in_source.values())
+    assert details <= set(_tables()["notice"]), details - set(_tables()["notice"])
+    assert details <= set(NOTICE_DETAILS)
 
 
 def test_the_contract_is_documented_and_marked() -> None:

@@ -30,6 +30,7 @@ from flowscope._config import TrackerConfig
 from flowscope._extractors import FiveTuple, IpPair, MacPair
 from flowscope._filter import FilterSyntaxError, PacketFilter, compile_filter
 from flowscope._fragments import FragmentConfig
+from flowscope._frames import to_arrow, to_arrow_batches, to_pandas
 from flowscope._l7 import L7, L7Config, default_engine
 from flowscope._reassembly import OverlapPolicy, ReassemblyBudget, ReassemblyConfig, TcpReassembler
 from flowscope._registry import Discovered, discover
@@ -85,4 +86,7 @@ __all__ = [
     "frames",
     "open_capture",
     "shard_of",
+    "to_arrow",
+    "to_arrow_batches",
+    "to_pandas",
 ]

@@ -37,8 +37,10 @@ Compilation has three stages, none of which ever evaluates user text:
    ``repr()`` of validated ``int``/``bytes``.  ``compile()`` runs once; the
    result has no per-node call overhead: ``tcp port 443 and not host
    10.0.0.1`` becomes ``lambda proto, src, dst, sport, dport, vlans:
-   ((proto == 6) and ((sport == 443 or dport == 443) and proto in {6, 17,
-   132}) and (not (src == b'\\n\\x00\\x00\\x01' or dst == b'\\n\\x00\\x00\\x01')))``.
+   (((sport == 443 or dport == 443) and proto == 6) and (not (src ==
+   b'\\n\\x00\\x00\\x01' or dst == b'\\n\\x00\\x00\\x01')))``.  Tests are ordered cheapest
+   and most selective first (ports before the protocol check), and ``len``
+   is called only for prefixes that are not whole addresses.
 
 What is matched, and where it differs from libpcap
 --------------------------------------------------
@@ -711,9 +713,7 @@ class _Parser:
         after = self.peek()
         if after.kind == "/" or (after.kind == "word" and after.text == "mask"):
             self.fail(after, f"'{q.aq}' takes no prefix length or netmask")
-        protos = {None: _PORT_PROTOS, "tcp": frozenset((_TCP,)), "udp": frozenset((_UDP,)), "sctp": frozenset((_SCTP,))}[
-            q.pq
-        ]
+        protos = _PORT_PROTOS if q.pq is None else frozenset((cast(int, _PNAMES[q.pq][0]),))
         text = t.text
         if t.kind == "word" and _NUM_RE.fullmatch(text):
             lo = hi = self.port_number(t, text)
@@ -822,7 +822,7 @@ class _Parser:
                 self.take()
                 mt = self.take()
                 if mt.kind != "word" or not _HID_RE.fullmatch(mt.text):
-                    self.fail(mt, f"expected a dotted netmask such as 255.255.0.0 after 'mask', got {self.describe(mt)}")
+                    self.fail(mt, f"expected a dotted netmask (255.255.0.0) after 'mask', got {self.describe(mt)}")
                 mv, mlen = self.atoin(mt, mt.text)
                 m = (mv << (32 - mlen)) & 0xFFFFFFFF
                 shown = f"{text} mask {mt.text}"

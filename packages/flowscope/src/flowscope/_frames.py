@@ -151,6 +151,7 @@ SCHEMAS: Mapping[str, Tuple[Column, ...]] = {
 
 NOTICE_DETAILS: Mapping[str, str] = {
     "direction": STR, "offset": INT, "length": INT, "limit": STR, "dropped": INT, "protocol": STR, "install": STR,
+    "parser": STR, "error": STR,
 }  # fmt: skip
 """Kinds of the detail keys built-in notices add (see docs/events.md); each is a nullable column."""
 

@@ -774,6 +774,40 @@ class _CryptoStream:
 # --------------------------------------------------------------------------- the parser
 
 
+class _HandshakeSpace:
+    """The server's Handshake packets of one connection, opened with a logged secret."""
+
+    __slots__ = ("secret", "suite", "openers", "largest", "stream", "packets")
+
+    def __init__(self, secret: bytes, suite: _Suite) -> None:
+        self.secret = secret
+        """``SERVER_HANDSHAKE_TRAFFIC_SECRET`` from the key log."""
+        self.suite = suite
+        self.openers: Dict[bytes, Optional[_Opener]] = {}
+        """Per HKDF label prefix (v1 and v2 differ); ``None`` when this OpenSSL lacks the cipher."""
+        self.largest = -1
+        """Largest packet number opened so far (the Handshake space numbers from 0)."""
+        self.stream = _CryptoStream()
+        self.packets = 0
+        """Handshake packets tried, for ``max_handshake_packets``."""
+
+    def opener(self, spec: _Version) -> Optional[_Opener]:
+        """The cipher objects for packets of ``spec``, derived once."""
+        prefix = spec.label_prefix
+        if prefix in self.openers:
+            return self.openers[prefix]
+        try:
+            opener: Optional[_Opener] = _Opener.for_suite(_suite_keys(self.secret, self.suite, spec), self.suite)
+        except (UnsupportedAlgorithm, ValueError):
+            opener = None  # e.g. ChaCha20 missing from a FIPS build: no certificate, no crash
+        self.openers[prefix] = opener
+        return opener
+
+
+_Certificate = Tuple[Optional[str], Optional[str], Tuple[str, ...]]
+"""``(subject CN, issuer CN, SAN DNS names)``, as :func:`certificate_summary` gives them."""
+
+
 class _Connection:
     """One QUIC connection attempt: its keys, CRYPTO streams and pending hellos."""
 
@@ -789,6 +823,9 @@ class _Connection:
         "server_version",
         "ts",
         "done",
+        "handshake",
+        "alpn",
+        "certificate",
     )
 
     def __init__(self, odcid: bytes) -> None:
@@ -806,18 +843,26 @@ class _Connection:
         self.server_version = 0
         self.ts = 0
         self.done = False
-        """A final (non-HRR) ServerHello was reported: later Initials are retransmissions."""
+        """A final (non-HRR) ServerHello was seen: later Initials are retransmissions."""
+        self.handshake: Optional[_HandshakeSpace] = None
+        """Set while the record waits for the certificate (a key log had the secret)."""
+        self.alpn: Optional[str] = None
+        """ALPN from the EncryptedExtensions."""
+        self.certificate: Optional[_Certificate] = None
 
     def opener(self, version: int, from_server: bool) -> _Opener:
         """The cipher objects of ``version`` for one direction, derived once."""
         opener = self.openers.get((version, from_server))
         if opener is None:
             keys = _direction_keys(_VERSIONS[version], self.odcid, from_server)
-            opener = self.openers[version, from_server] = _Opener(keys)
+            opener = self.openers[version, from_server] = _Opener.initial(keys)
         return opener
 
 
 _NO_EVENTS: Tuple[SessionEvent, ...] = ()
+
+_SERVER_HANDSHAKE_TRAFFIC_SECRET = "SERVER_HANDSHAKE_TRAFFIC_SECRET"
+_ENCRYPTED_EXTENSIONS, _CERTIFICATE, _FINISHED = 8, 11, 20
 
 
 def _version_label(version: int) -> str:
@@ -825,24 +870,47 @@ def _version_label(version: int) -> str:
     return spec.name if spec is not None else f"0x{version:08x}"
 
 
+def _selected_alpn(body: bytes) -> Optional[str]:
+    """The ALPN protocol of an EncryptedExtensions body (RFC 8446 §4.3.1), or ``None``."""
+    extensions = _tlswire._parse_extensions(body, 0)
+    for ext_type, ext_body in extensions or ():
+        if ext_type == _tlswire.ExtensionType.ALPN:
+            names = _tlswire._protocol_names(ext_body)
+            return names[0].decode("utf-8", "replace") if names else None
+    return None
+
+
 class QuicParser:
-    """Decrypts one UDP flow's QUIC Initial packets and reports its TLS hellos."""
+    """Decrypts one UDP flow's QUIC Initial packets and reports its TLS hellos.
 
-    __slots__ = ("_config", "_conn", "_failed", "_initials", "_handshakes")
+    With a ``keylog`` holding the connection's server handshake secret it
+    also opens the server's Handshake packets for ALPN and certificate.
+    """
 
-    def __init__(self, config: QuicConfig = DEFAULT_CONFIG) -> None:
+    __slots__ = ("_config", "_keylog", "_conn", "_failed", "_initials", "_handshakes", "_waiting")
+
+    def __init__(self, config: QuicConfig = DEFAULT_CONFIG, keylog: Optional[KeyLog] = None) -> None:
         self._config = config
+        self._keylog = keylog
         self._conn: Optional[_Connection] = None
         self._failed = False
         self._initials = 0
         self._handshakes = 0
+        self._waiting = False
+        """The current connection's record is held for its certificate."""
 
     # -- DatagramParser -----------------------------------------------------------------
 
     def datagram(self, direction: Direction, payload: bytes, ts: Timestamp) -> Sequence[SessionEvent]:
         """One UDP payload of the flow; returns the records it completed."""
-        if self._failed or not payload or not payload[0] & 0x80:
-            return _NO_EVENTS  # short-header (1-RTT) datagrams: the common case after the handshake
+        if self._failed or not payload:
+            return _NO_EVENTS
+        if not payload[0] & 0x80:
+            # Short-header (1-RTT) datagrams: the common case after the handshake.  The
+            # client's first one means it has the server's whole flight, certificate included.
+            if self._waiting and direction is Direction.ORIG:
+                return self._release()
+            return _NO_EVENTS
         out: List[SessionEvent] = []
         try:
             self._walk(direction is Direction.RESP, payload, ts, out)
@@ -878,7 +946,11 @@ class QuicParser:
                 self._initial(from_server, header, data, pos, ts, out)
                 if self._failed:
                     return
+            elif header.ptype == _HANDSHAKE and from_server and self._waiting:
+                self._handshake(header, data, pos, ts, out)
             pos = header.end
+        if pos < n and self._waiting and not from_server:
+            out.extend(self._release())  # a coalesced 1-RTT packet of the client
 
     def _initial(
         self,
@@ -916,9 +988,9 @@ class QuicParser:
         stream = conn.streams[side]
         grew = False
         for offset, piece in _crypto_frames(plaintext):
-            grew = stream.add(offset, piece, config) or grew
+            grew = stream.add(offset, piece, config.max_crypto_bytes, config.max_crypto_fragments) or grew
         if grew:
-            for htype, body in stream.messages(config):
+            for htype, body in stream.messages(config.max_crypto_bytes):
                 self._message(conn, from_server, htype, body, header.version, ts, out)
 
     def _new_connection(
@@ -939,6 +1011,66 @@ class QuicParser:
             self._flush(old, out)
         self._conn = fresh
         return fresh, result
+
+    # -- Handshake packets (key log) ------------------------------------------------------
+
+    def _handshake(self, header: _LongHeader, data: memoryview, start: int, ts: Timestamp, out: List[SessionEvent]) -> None:
+        """One server Handshake packet while the record waits for its certificate."""
+        conn = self._conn
+        space = conn.handshake if conn is not None else None
+        if conn is None or space is None:
+            return
+        config = self._config
+        opener = space.opener(header.spec)
+        if opener is None or space.packets >= config.max_handshake_packets:
+            self._flush(conn, out)
+            return
+        space.packets += 1
+        result = _open(opener, data, start, header.pn_offset, header.end, space.largest)
+        if result is None:
+            if space.largest < 0:
+                self._flush(conn, out)  # nothing ever opened: the logged secret is not this connection's
+            return
+        number, plaintext = result
+        if number > space.largest:
+            space.largest = number
+        limit = config.max_handshake_crypto_bytes
+        stream = space.stream
+        try:
+            grew = False
+            for offset, piece in _crypto_frames(plaintext):
+                grew = stream.add(offset, piece, limit, config.max_crypto_fragments) or grew
+            if grew:
+                for htype, body in stream.messages(limit):
+                    if self._server_message(conn, htype, body, ts, out):
+                        return
+        except _Fault:
+            self._flush(conn, out)  # the record first, then the error (raised on)
+            raise
+
+    def _server_message(self, conn: _Connection, htype: int, body: bytes, ts: Timestamp, out: List[SessionEvent]) -> bool:
+        """A message of the server's Handshake flight; True once the record is emitted."""
+        if htype == _ENCRYPTED_EXTENSIONS:
+            conn.alpn = _selected_alpn(body)
+            return False
+        if htype == _CERTIFICATE:
+            certs = _tlswire.parse_certificate_list(body, tls13=True)
+            if certs:
+                conn.certificate = certificate_summary(certs[0])
+                conn.ts = ts
+        elif htype != _FINISHED:
+            return False  # CertificateRequest, CertificateVerify, CompressedCertificate
+        self._flush(conn, out)
+        return True
+
+    def _release(self) -> List[SessionEvent]:
+        """Emit the record held for a certificate that will not come."""
+        out: List[SessionEvent] = []
+        conn = self._conn
+        if conn is not None:
+            self._flush(conn, out)
+        self._waiting = False
+        return out
 
     # -- handshake messages ---------------------------------------------------------------
 
@@ -968,29 +1100,59 @@ class QuicParser:
             conn.server_hello, conn.server_version, conn.ts = server, version, ts
         else:
             return  # no other message belongs in Initial packets; nothing to report
-        if conn.client_hello is not None and conn.server_hello is not None:
-            retry = conn.server_hello.is_hello_retry_request
-            self._flush(conn, out)
+        client, server_hello = conn.client_hello, conn.server_hello
+        if client is not None and server_hello is not None:
+            retry = server_hello.is_hello_retry_request
             conn.done = not retry
+            if not retry and self._await_certificate(conn, client, server_hello):
+                return
+            self._flush(conn, out)
+
+    def _await_certificate(self, conn: _Connection, client: ClientHello, server: ServerHello) -> bool:
+        """Hold the record for the certificate when the key log can open the Handshake packets."""
+        keylog = self._keylog
+        if keylog is None:
+            return False
+        suite = _SUITES.get(server.cipher_suite)
+        secret = keylog.get(_SERVER_HANDSHAKE_TRAFFIC_SECRET, client.random)
+        if suite is None or secret is None:
+            return False
+        conn.handshake = _HandshakeSpace(secret, suite)
+        self._waiting = True
+        return True
 
     def _flush(self, conn: _Connection, out: List[SessionEvent]) -> None:
         """Report the connection's pending hello(s), if any, and forget them."""
+        if conn.handshake is not None:
+            conn.handshake = None
+            self._waiting = False
         client, server = conn.client_hello, conn.server_hello
         if client is None and server is None:
             return
         version = conn.server_version if server is not None else conn.client_version
-        out.append(_record(client, server, _version_label(version), conn.ts))
+        out.append(_record(client, server, _version_label(version), conn.ts, conn.alpn, conn.certificate))
         conn.client_hello = None
         conn.server_hello = None
+        conn.alpn = None
+        conn.certificate = None
 
 
 # --------------------------------------------------------------------------- records
 
 
 def _record(
-    client: Optional[ClientHello], server: Optional[ServerHello], quic_version: str, ts: Timestamp
+    client: Optional[ClientHello],
+    server: Optional[ServerHello],
+    quic_version: str,
+    ts: Timestamp,
+    alpn_selected: Optional[str] = None,
+    certificate: Optional[_Certificate] = None,
 ) -> QuicHandshake:
-    """Build the record from the parsed hellos with the TLS helpers shared with :mod:`flowscope.parsers.tls`."""
+    """Build the record from the parsed hellos with the TLS helpers shared with :mod:`flowscope.parsers.tls`.
+
+    ``alpn_selected`` and ``certificate`` come from the decrypted Handshake
+    packets, when a key log opened them.
+    """
     ja3_string = ja3 = ja4 = server_name = client_version = None
     supported: Tuple[str, ...] = ()
     alpn: Tuple[str, ...] = ()
@@ -1001,15 +1163,18 @@ def _record(
         client_version = f"0x{client.legacy_version:04x}"
         supported = tuple([f"0x{v:04x}" for v in client.supported_versions])
         alpn = client.alpn
-    ja3s_string = ja3s = negotiated = cipher = legacy = selected = None
+    ja3s_string = ja3s = negotiated = cipher = legacy = None
+    selected = alpn_selected
     retry = False
     if server is not None:
         ja3s_string, ja3s = _tlswire.ja3s(server)
         negotiated = _tlswire.version_name(server.negotiated_version)
         cipher = _tlswire.cipher_name(server.cipher_suite)
         legacy = f"0x{server.legacy_version:04x}"
-        selected = server.alpn
+        if selected is None:
+            selected = server.alpn
         retry = server.is_hello_retry_request
+    subject, issuer, san = certificate if certificate is not None else (None, None, ())
     return QuicHandshake(
         ts=ts,
         quic_version=quic_version,
@@ -1025,6 +1190,9 @@ def _record(
         ja3s=ja3s,
         ja3s_string=ja3s_string,
         ja4=ja4,
+        cert_subject_cn=subject,
+        cert_issuer_cn=issuer,
+        cert_san_dns=san,
         hello_retry_request=retry,
         server_version_legacy=legacy,
     )
@@ -1034,15 +1202,24 @@ def _record(
 
 
 class QuicParserFactory:
-    """Recognises QUIC by a client (or server) Initial packet and makes :class:`QuicParser` s."""
+    """Recognises QUIC by a client (or server) Initial packet and makes :class:`QuicParser` s.
 
-    __slots__ = ("_config",)
+    ``keylog`` (settable at any time; parsers made afterwards use it) lends
+    TLS secrets for opening the server's Handshake packets: the certificate
+    and selected ALPN then appear in the records.  The key log object is
+    shared, not copied, so secrets added to it later (a pcapng Decryption
+    Secrets Block, a growing ``SSLKEYLOGFILE``) reach existing parsers too.
+    """
+
+    __slots__ = ("_config", "keylog")
 
     name = "quic"
     ports: FrozenSet[int] = frozenset({443, 80, 8443, 4433})
 
-    def __init__(self, config: QuicConfig = DEFAULT_CONFIG) -> None:
+    def __init__(self, config: QuicConfig = DEFAULT_CONFIG, keylog: Optional[KeyLog] = None) -> None:
         self._config = config
+        self.keylog: Optional[KeyLog] = keylog
+        """TLS secrets by client random, or ``None`` (then only Initial packets are read)."""
 
     def detect(self, direction: Direction, data: bytes, flow: FlowInfo) -> Detection:
         """MATCH a long-header Initial packet of a version whose Initial keys are known.
@@ -1068,7 +1245,7 @@ class QuicParserFactory:
         """A parser for one flow; raises ``MissingExtraError`` without ``cryptography``."""
         if not _HAVE_CRYPTOGRAPHY:
             raise MissingExtraError("quic", "tls")
-        return QuicParser(self._config)
+        return QuicParser(self._config, self.keylog)
 
 
 def factory() -> QuicParserFactory:
