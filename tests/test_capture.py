@@ -566,3 +566,144 @@ def test_mutated_files_raise_only_format_errors(which: int, edits: List[Tuple[in
     for where, value in edits:
         data[where % len(data)] = value
     only_format_errors(bytes(data[: cut % (len(data) + 1)] if cut is not None else data), 16)
+
+
+# -- decryption secrets blocks ------------------------------------------------------
+
+TLSK = 0x544C534B  # "TLSK": NSS key log text (pcapng specification, Decryption Secrets Block)
+WGKL = 0x57474B4C  # "WGKL": WireGuard keys
+
+
+def dsb(order: str, secrets_type: int, data: bytes, *, declared: Optional[int] = None) -> bytes:
+    """A Decryption Secrets Block: type, length (``declared`` overrides it), padded data, an option."""
+    length = len(data) if declared is None else declared
+    body = struct.pack(order + "II", secrets_type, length) + pad4(data) + option(order, 1, b"keys") + option(order, 0, b"")
+    return block(order, 0x0000000A, body)
+
+
+KEYLOG_TEXT = b"CLIENT_RANDOM " + b"ab" * 32 + b" " + b"cd" * 48 + b"\n"  # 179 bytes: padding needed
+
+
+def read_with_secrets(
+    data: bytes, chunk: int = 1 << 20
+) -> Tuple[List[Rec], List[Tuple[int, bytes, int]], Optional[CaptureFormatError]]:
+    """Records, the ``(type, data, packets delivered so far)`` of each DSB, and the error if any."""
+    records: List[Rec] = []
+    secrets: List[Tuple[int, bytes, int]] = []
+    try:
+        with open_capture(io.BytesIO(data), name="mem", limits=CaptureLimits(chunk_bytes=chunk)) as reader:
+            assert reader.on_secrets is None
+            reader.on_secrets = lambda kind, blob: secrets.append((kind, bytes(blob), len(records)))
+            for rec in reader:
+                records.append(rec)
+    except CaptureFormatError as exc:
+        return records, secrets, exc
+    return records, secrets, None
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_secrets_blocks_are_handed_over_in_stream_order(order: str, chunk: int) -> None:
+    data = (
+        shb(order)
+        + dsb(order, TLSK, KEYLOG_TEXT)
+        + idb(order, 1)
+        + epb(order, 0, 1, b"first")
+        + dsb(order, WGKL, b"\x01\x02\x03")
+        + epb(order, 0, 2, b"second")
+        + dsb(order, TLSK, b"")
+    )
+    records, secrets, err = read_with_secrets(data, chunk)
+    assert err is None
+    assert [r[1] for r in records] == [b"first", b"second"]
+    assert secrets == [(TLSK, KEYLOG_TEXT, 0), (WGKL, b"\x01\x02\x03", 1), (TLSK, b"", 2)]
+
+
+def test_secrets_blocks_without_a_callback_are_skipped() -> None:
+    le = "<"
+    data = shb(le) + dsb(le, TLSK, KEYLOG_TEXT) + idb(le, 1) + epb(le, 0, 1, b"x")
+    assert [r[1] for r in read_all(data)[0]] == [b"x"]
+
+
+def test_malformed_secrets_block_body_is_skipped() -> None:
+    """A secrets length that overruns the block, or a block too short for its header: skipped, no error."""
+    le = "<"
+    overrun = dsb(le, TLSK, b"abcd", declared=1000)
+    too_short = block(le, 0x0000000A, struct.pack(le + "I", TLSK))  # 16 bytes: no secrets length
+    data = shb(le) + overrun + too_short + idb(le, 1) + epb(le, 0, 1, b"x") + dsb(le, TLSK, b"ok")
+    records, secrets, err = read_with_secrets(data)
+    assert err is None and [r[1] for r in records] == [b"x"]
+    assert secrets == [(TLSK, b"ok", 1)]
+
+
+def test_secrets_block_framing_is_still_checked() -> None:
+    le = "<"
+    good = dsb(le, TLSK, KEYLOG_TEXT)
+    bad = good[:-4] + struct.pack(le + "I", len(good) + 4)  # trailing length differs
+    head = shb(le) + idb(le, 1) + epb(le, 0, 1, b"x")
+    records, secrets, err = read_with_secrets(head + bad)
+    assert [r[1] for r in records] == [b"x"] and secrets == []
+    assert err is not None and err.offset == len(head) and "trailing length" in err.reason
+    records, secrets, err = read_with_secrets(shb(le) + dsb(le, TLSK, bytes(64)), 16)  # block > chunk
+    assert err is None and secrets == [(TLSK, bytes(64), 0)]
+    with pytest.raises(CaptureFormatError, match="exceeds"):
+        data = shb(le) + dsb(le, TLSK, bytes(2048))
+        with open_capture(io.BytesIO(data), limits=CaptureLimits(max_pcapng_block=1024)) as reader:
+            reader.on_secrets = lambda kind, blob: None
+            list(reader)
+
+
+def test_callback_exceptions_reach_the_loop() -> None:
+    le = "<"
+    data = shb(le) + dsb(le, TLSK, KEYLOG_TEXT) + idb(le, 1) + epb(le, 0, 1, b"x")
+
+    def refuse(kind: int, blob: bytes) -> None:
+        raise RuntimeError("caller's own error")
+
+    with open_capture(io.BytesIO(data)) as reader:
+        reader.on_secrets = refuse
+        with pytest.raises(RuntimeError, match="caller's own error"):
+            list(reader)
+
+
+@pytest.mark.corpus
+def test_corpus_secrets_block(corpus_dir: Path) -> None:
+    """ndpi_quic-v2.pcapng carries one TLSK block, before its first packet; all 19 packets still come."""
+    pcap = corpus_dir / "ndpi_quic-v2.pcapng"
+    records, secrets, err = read_with_secrets(pcap.read_bytes())
+    assert err is None
+    assert len(records) == load_truth(pcap)["capture"]["packets"] == 19
+    [(kind, text, before)] = secrets
+    assert (kind, before) == (TLSK, 0)
+    lines = text.decode("ascii").splitlines()
+    assert lines[0].split()[:2] == [
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "29ba0cf4ea2b893234e0b5f739069d6a06210d7b688da8977bcfb0c8fd7036a5",
+    ]
+    assert len(lines) == 69 and all(len(line.split()) == 3 for line in lines)
+
+
+def _valid_files_with_secrets() -> List[bytes]:
+    le, be = "<", ">"
+    return [
+        shb(le) + dsb(le, TLSK, KEYLOG_TEXT) + idb(le, 1) + epb(le, 0, 1, b"x") + dsb(le, WGKL, b"k" * 33),
+        shb(be) + idb(be, 1) + dsb(be, TLSK, b"") + epb(be, 0, 1, b"y"),
+    ]
+
+
+WITH_SECRETS: List[bytes] = _valid_files_with_secrets()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(range(len(WITH_SECRETS))),
+    st.lists(st.tuples(st.integers(min_value=0, max_value=1000), st.integers(0, 255)), min_size=1, max_size=6),
+    st.sampled_from([5, 64, 1 << 20]),
+)
+def test_mutated_secrets_blocks_raise_only_format_errors(which: int, edits: List[Tuple[int, int]], chunk: int) -> None:
+    data = bytearray(WITH_SECRETS[which])
+    for where, value in edits:
+        data[where % len(data)] = value
+    records, secrets, err = read_with_secrets(bytes(data), chunk)
+    for _kind, blob, _before in secrets:
+        assert len(blob) <= len(data)

@@ -49,7 +49,6 @@ BENCH_LARGE = Path("/work/benchrun/wl-large.pcap")
 DEMO_PACKETS = 136  # data/README.md: "It is 136 packets of HTTP browsing ..."
 
 Record = Dict[str, Any]
-Proc = "subprocess.CompletedProcess[str]"
 
 
 # ---------------------------------------------------------------------------- running the command
@@ -139,12 +138,14 @@ def score(corpus_dir: Path) -> ModuleType:
 
 
 def assert_flows_match_truth(score: ModuleType, truth: Mapping[str, Any], recs: Sequence[Record]) -> None:
-    """Every truth TCP/UDP conversation matched exactly, and no conversation split or invented."""
+    """Every truth TCP/UDP conversation matched exactly, and no conversation invented.
+
+    (A conversation may be several records: packets after a FIN or RST start a new flow.)
+    """
     good, total, misses = score.score_flows(dict(truth), list(recs))
     assert (good, misses[:5]) == (total, []), misses[:5]
     ours = {score.rec_conv(r) for r in recs if r["event_type"] == "flow" and str(r["proto"]) in ("tcp", "udp")}
-    n_tcp_udp = sum(1 for r in recs if r["event_type"] == "flow" and str(r["proto"]) in ("tcp", "udp"))
-    assert len(ours) == n_tcp_udp == len(truth["flows"])
+    assert len(ours) == len(truth["flows"])
 
 
 # ---------------------------------------------------------------------------- pcap bytes
@@ -230,6 +231,11 @@ def parse_report(text: str) -> Tuple[Dict[str, str], Dict[str, str], Dict[str, L
     return totals, counters, tables
 
 
+def num(shown: str) -> int:
+    """A count as the report prints it (``3,167``)."""
+    return int(shown.replace(",", ""))
+
+
 UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
 
 
@@ -242,18 +248,23 @@ def assert_size(shown: str, exact: int) -> None:
         assert abs(float(value) * UNITS[unit] - exact) <= 0.05 * UNITS[unit] + 1e-9, (shown, exact)
 
 
+def named_rows(tables: Mapping[str, List[Dict[str, str]]], title: str) -> List[Tuple[str, int]]:
+    """A name/count table's rows (the name is the first column, whatever its heading)."""
+    return [(next(iter(row.values())), num(row["count"])) for row in tables.get(title, [])]
+
+
 def check_report(text: str, recs: Sequence[Record], truth: Optional[Mapping[str, Any]]) -> None:
     """The table report agrees with the JSON-lines records and, when given, with tshark's truth."""
     totals, counters, tables = parse_report(text)
     for section in ("Protocols", "Services", "Top talkers", "Largest flows", "Why flows ended"):
         assert section in tables, section
     flows = flows_of(recs)
-    assert int(totals["flows"]) == len(flows)
+    assert num(totals["flows"]) == len(flows)
     pkts = sum(int(f["orig_pkts"]) + int(f["resp_pkts"]) for f in flows)
-    assert int(totals["packets in flows"]) == pkts
+    assert num(totals["packets in flows"]) == pkts
     total_bytes = sum(int(f["orig_bytes"]) + int(f["resp_bytes"]) for f in flows)
     assert_size(totals["bytes"], total_bytes)
-    assert int(counters["flows"].replace(",", "")) == len(flows)
+    assert num(counters["flows"]) == len(flows)
 
     by_proto: Counter[str] = Counter()
     sent: Counter[str] = Counter()
@@ -265,14 +276,13 @@ def check_report(text: str, recs: Sequence[Record], truth: Optional[Mapping[str,
     for row in tables["Protocols"]:
         assert_size(row["bytes"], by_proto[row["proto"]])
     services = Counter(str(f["service"] or "-") for f in flows)
-    assert {r["service"]: int(r["flows"]) for r in tables["Services"]} == dict(services.most_common(10)) or all(
-        services[r["service"]] == int(r["flows"]) for r in tables["Services"]
-    )
-    assert sum(int(r["flows"]) for r in tables["Services"]) == sum(c for _, c in services.most_common(10))
+    assert len(tables["Services"]) == min(10, len(services))
+    for row in tables["Services"]:
+        assert num(row["flows"]) == services[row["service"]], row
     assert len(tables["Top talkers"]) == min(10, len(sent))
     for row in tables["Top talkers"]:
         assert_size(row["bytes sent"], sent[row["host"]])
-    assert {r["end reason"]: int(r["flows"]) for r in tables["Why flows ended"]} == dict(
+    assert {r["end reason"]: num(r["flows"]) for r in tables["Why flows ended"]} == dict(
         Counter(str(f["end_reason"]) for f in flows)
     )
     largest = tables["Largest flows"]
@@ -282,7 +292,7 @@ def check_report(text: str, recs: Sequence[Record], truth: Optional[Mapping[str,
         for f in flows
     }
     for row in largest:
-        key = (row["proto"], row["originator"], row["responder"], int(row["pkts"]))
+        key = (row["proto"], row["originator"], row["responder"], num(row["pkts"]))
         assert key in by_ends, row
         f = by_ends[key]
         assert_size(row["bytes"], int(f["orig_bytes"]) + int(f["resp_bytes"]))
@@ -298,30 +308,29 @@ def check_report(text: str, recs: Sequence[Record], truth: Optional[Mapping[str,
         if not ours:
             assert title not in tables
             continue
-        rows = tables[title]
-        assert len(rows) == min(10, len(ours))
-        for row in rows:
-            assert int(row["count"]) == ours[list(row.values())[0]], (title, row)
+        assert len(tables[title]) == min(10, len(ours))
+        for name, count in named_rows(tables, title):
+            assert count == ours[name], (title, name, count)
     if truth is None:
         return
-    assert int(counters["packets"].replace(",", "")) == truth["capture"]["packets"]
+    assert num(counters["packets"]) == truth["capture"]["packets"]
     not_in_flows = truth["summary"]["frames_not_in_flows"]
     if not_in_flows["non_tcp_udp_ip"] == 0 and not_in_flows["ip_fragment_unreassembled"] == 0:
         # Every IP packet is TCP/UDP: the table's flows are tshark's conversations.
-        assert int(totals["flows"]) == len(truth["flows"])
-        assert int(totals["packets in flows"]) == truth["capture"]["packets"] - not_in_flows["total"]
+        assert num(totals["flows"]) == len(truth["flows"])
+        assert num(totals["packets in flows"]) == truth["capture"]["packets"] - not_in_flows["total"]
         want = sum(f["bytes_i2r"] + f["bytes_r2i"] for f in truth["flows"])
         assert_size(totals["bytes"], want)
     truth_hosts = Counter(str(h.get("host") or "-") for h in truth["http"])
-    for row in tables.get("HTTP hosts", []):
-        assert int(row["count"]) == truth_hosts[row["http"]], row
+    for name, count in named_rows(tables, "HTTP hosts"):
+        assert count == truth_hosts[name], (name, count)
     truth_names = Counter(str(d.get("qname")) for d in truth["dns"] if not d["is_response"])
-    for row in tables.get("DNS names queried", []):
-        assert int(row["count"]) == truth_names[row["dns"]], row
+    for name, count in named_rows(tables, "DNS names queried"):
+        assert count == truth_names[name], (name, count)
     truth_sni = Counter(str(t["sni"]) for t in truth["tls"] if t.get("sni"))
-    for row in tables.get("TLS server names", []):
-        if row["tls"] != "(no SNI)":
-            assert int(row["count"]) == truth_sni[row["tls"]], row
+    for name, count in named_rows(tables, "TLS server names"):
+        if name != "(no SNI)":
+            assert count == truth_sni[name], (name, count)
 
 
 def check_csv(text: str, recs: Sequence[Record]) -> List[Record]:
@@ -405,7 +414,7 @@ def test_demo_in_every_format(how: str, tmp_path: Path) -> None:
     truth = _demo_truth()
     check_report(outputs["table"], recs, truth)
     _, counters, tables = parse_report(outputs["table"])
-    assert int(counters["packets"]) == DEMO_PACKETS
+    assert num(counters["packets"]) == DEMO_PACKETS
     assert {"HTTP hosts", "DNS names queried"} <= set(tables)
     rows = check_csv(outputs["csv"], recs)
     if truth is not None:
@@ -444,10 +453,11 @@ def test_a_capture_split_in_two_files_reads_as_one_stream(corpus_dir: Path, scor
     first.write_bytes(data[:cut])
     second.write_bytes(data[:24] + data[cut:])
     out = records(ok("--format", "jsonl", str(first), str(second)))
-    # A conversation crossing the file boundary stays one flow: the whole capture's truth holds.
     assert_flows_match_truth(score, load_truth(src), out)
     ids = [r["flow_id"] for r in flows_of(out)]
     assert len(ids) == len(set(ids))
+    # One stream: a conversation crossing the file boundary stays one flow, record for record.
+    assert out == records(ok("--format", "jsonl", str(src)))
 
 
 @pytest.mark.corpus
@@ -577,7 +587,7 @@ def test_unreadable_input_exits_3(kind: str, workers: str, tmp_path: Path) -> No
 
 
 def test_unreadable_input_does_not_stop_the_next_one(tmp_path: Path) -> None:
-    res = run("--format", "jsonl", str(tmp_path / "nope.pcap"), "--", str(demo_capture()))
+    res = run("--format", "jsonl", str(tmp_path / "nope.pcap"), str(demo_capture()))
     assert_error(res, 3, "nope.pcap")
     assert len(flows_of(records(res.stdout))) > 10
 
@@ -630,10 +640,6 @@ def test_pcap_cut_inside_its_file_header_is_one_error_line(tmp_path: Path, worke
     assert_error(res, res.returncode, str(damaged), "truncated")
     assert res.returncode in (1, 3)
     assert res.stdout == ""
-
-
-def _pcapng_head(corpus_dir: Path) -> bytes:
-    return corpus_capture(corpus_dir, "ndpi_sites").read_bytes()[:20]
 
 
 @pytest.mark.parametrize(
@@ -766,25 +772,54 @@ def test_ctrl_c_still_prints_the_report(large_capture: Path) -> None:
     res = _interrupt(["--format", "table", str(large_capture)])
     assert_error(res, 130, "interrupted")
     totals, _, tables = parse_report(res.stdout)
-    assert int(totals["flows"]) > 0 and tables["Largest flows"]
+    assert num(totals["flows"]) > 0 and tables["Largest flows"]
 
 
 # ---------------------------------------------------------------------------- progress
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_progress_forced_on_a_pipe(medium_capture: Path, workers: str) -> None:
+PROGRESS = re.compile(rb"\r\[(#*) *\] +(\d+\.\d)% ([\d,]+) packets, ([\d,]+) flows  ([^\r\x1b]*)\x1b\[K")
+
+
+def _forced_progress(capture: Path, workers: str) -> List[Tuple[int, float, int, int, bytes]]:
+    """Run with ``--progress`` on a pipe; the redraws (bar length, %, packets, flows, name) in order."""
     t0 = time.monotonic()
-    res = run("--progress", "--format", "jsonl", "-w", workers, "-o", os.devnull, str(medium_capture))
+    res = subprocess.run(
+        command() + ["--progress", "--format", "jsonl", "-w", workers, "-o", os.devnull, str(capture)],
+        capture_output=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
     took = time.monotonic() - t0
-    assert res.returncode == 0 and "Traceback" not in res.stderr
+    err = res.stderr  # bytes: text mode would turn the carriage returns into newlines
+    assert res.returncode == 0 and b"Traceback" not in err, err[-2000:]
     if took < 0.5:
         pytest.skip(f"the capture took only {took:.2f} s: too fast to expect a redraw")
-    err = res.stderr
-    assert "\r" in err and " packets" in err
-    assert re.search(r"\[#* *\] +\d+\.\d% [\d,]+ packets, [\d,]+ flows", err), err[:300]
-    assert err.endswith("\r\x1b[K")  # erased at the end
-    assert "error" not in err
+    assert b"\r" in err and b" packets" in err, err[:300]
+    assert err.endswith(b"\r\x1b[K"), err[-100:]  # the line is erased at the end
+    assert b"error" not in err and b"\n" not in err  # nothing but the progress line
+    draws = [(len(m[1]), float(m[2]), num(m[3].decode()), num(m[4].decode()), m[5]) for m in PROGRESS.finditer(err)]
+    assert draws, err[:300]
+    # Each redraw is a carriage return, the bar, the counts and the end of the file name.
+    assert len(draws) == err.count(b"\x1b[K") - 1
+    for bar, pct, packets, _, name in draws:
+        assert pct / 5 - 1 <= bar <= pct / 5 + 1e-9 and 0 < pct <= 100 and 0 < packets <= 300 * DEMO_PACKETS
+        assert str(capture).encode().endswith(name) and name.endswith(capture.name.encode())
+    assert [d[1] for d in draws] == sorted(d[1] for d in draws)
+    return draws
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_progress_forced_on_a_pipe(medium_capture: Path, workers: str) -> None:
+    _forced_progress(medium_capture, workers)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with --workers N the progress line always says '0 flows': summary._run_workers's on_progress passes "
+    "flows=0 to Progress.update, and the workers' progress message carries no flow count",
+)
+def test_progress_with_workers_counts_flows(medium_capture: Path) -> None:
+    draws = _forced_progress(medium_capture, "2")
+    assert any(flows > 0 for _, _, _, flows, _ in draws), draws
 
 
 @pytest.mark.parametrize("flag", [["--no-progress"], []])
@@ -797,6 +832,20 @@ def _tmux(sock: str, *args: str) -> "subprocess.CompletedProcess[str]":
     tmux = shutil.which("tmux")
     assert tmux is not None
     return subprocess.run([tmux, "-L", sock, "-f", os.devnull, *args], capture_output=True, text=True, timeout=30, check=False)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process still runs (a zombie awaiting its reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -820,11 +869,9 @@ def test_progress_bar_in_a_terminal_under_tmux(large_capture: Path) -> None:
             time.sleep(0.2)
     finally:
         _tmux(sock, "kill-server")
-        if pane_pid.isdigit():
+        if pane_pid.isdigit():  # the command got SIGHUP with its terminal; make sure it is gone
             for _ in range(50):
-                try:
-                    os.kill(int(pane_pid), 0)
-                except ProcessLookupError:
+                if not _alive(int(pane_pid)):
                     break
                 time.sleep(0.1)
             else:

@@ -2,12 +2,16 @@
 
 Independent references only: the sample packets of RFC 9001 Appendix A
 (QUIC v1) and RFC 9369 Appendix A (QUIC v2), the tshark ground truth of the
-public corpus, and handmade packets built by a small test-only packet
-protector that is itself checked byte for byte against the RFC samples.
+public corpus, and handmade packets built by small test-only packet
+protectors that are themselves checked byte for byte against the RFC samples
+(the Handshake-packet one derives its keys with cryptography's HKDF, not the
+parser's).  Certificates for the key-log tests are made here with known names.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import hashlib
 import random
 import socket
@@ -17,8 +21,13 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import dpkt
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.x509.oid import NameOID
 from flowscope_core import (
     DatagramParserFactory,
     Detection,
@@ -32,6 +41,8 @@ from flowscope_core import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowscope._capture import open_capture
+from flowscope._keylog import KeyLog
 from flowscope.parsers import quic
 from flowscope.parsers.quic import (
     QuicConfig,
@@ -41,6 +52,7 @@ from flowscope.parsers.quic import (
     QuicParserFactory,
     initial_keys,
     open_initial_packet,
+    traffic_keys,
 )
 from conftest import corpus_pcaps, load_truth
 
@@ -708,12 +720,16 @@ def _udp_datagrams(pcap: Path) -> Dict[Conv, List[Tuple[Tuple[str, int], bytes]]
     return flows
 
 
-def _run_flow(datagrams: List[Tuple[Tuple[str, int], bytes]]) -> Optional[List[SessionEvent]]:
+def _run_flow(
+    datagrams: List[Tuple[Tuple[str, int], bytes]], keylog: Optional[KeyLog] = None
+) -> Optional[List[SessionEvent]]:
     """Detect on the first datagram, then parse the flow as the tracker would; None if not QUIC."""
     orig = datagrams[0][0]
     if QuicParserFactory().detect(ORIG, datagrams[0][1], FLOW) is not Detection.MATCH:
         return None
-    parser = quic.factory().create_datagram(FLOW)
+    made = quic.factory()
+    made.keylog = keylog
+    parser = made.create_datagram(FLOW)
     events: List[SessionEvent] = []
     for k, (src, payload) in enumerate(datagrams):
         events.extend(parser.datagram(ORIG if src == orig else RESP, payload, k))
@@ -809,3 +825,453 @@ def test_shuffled_corpus_datagrams_never_raise(corpus_dir: Path) -> None:
             for k, payload in enumerate(payloads):
                 parser.datagram(rng.choice((ORIG, RESP)), payload[: rng.randint(1, len(payload))], k)
             parser.close(len(payloads))
+
+
+# --------------------------------------------------------------------------- key log: Handshake packets
+
+RFC_CLIENT_RANDOM = bytes.fromhex("ebf8fa56f12939b9584a3896472ec40bb863cfd3e86804fe3a47f06a2b69484c")
+"""The random of the RFC 9001 A.2 ClientHello, read off the RFC bytes."""
+
+# RFC 9001 A.5: ChaCha20-Poly1305 short header packet.
+A5_SECRET = bytes.fromhex("9ac312a7f877468ebe69422748ad00a15443f18203a07d6060f688f30f21632b")
+A5_PACKET = bytes.fromhex("4cfe4189655e5cd55c41f69080575d7999c25a5bfb")
+A5_SAMPLE = bytes.fromhex("5e5cd55c41f69080575d7999c25a5bfb")
+A5_MASK = bytes.fromhex("aefefe7d03")
+
+# RFC 9001 A.1 / RFC 9369 A.1: the server Initial secrets.
+V1_SERVER_INITIAL_SECRET = bytes.fromhex("3c199828fd139efd216c155ad844cc81fb82fa8d7446fa7d78be803acdda951b")
+V2_SERVER_INITIAL_SECRET = bytes.fromhex("0263db1782731bf4588e7e4d93b7463907cb8cd8200b5da55a8bd488eafc37c1")
+
+SUITES: Dict[int, Tuple[hashes.HashAlgorithm, int, str]] = {
+    0x1301: (hashes.SHA256(), 16, "gcm"),
+    0x1302: (hashes.SHA384(), 32, "gcm"),
+    0x1303: (hashes.SHA256(), 32, "chacha"),
+    0x1304: (hashes.SHA256(), 16, "ccm"),
+}
+
+
+def expand_label(secret: bytes, label: bytes, length: int, algorithm: hashes.HashAlgorithm) -> bytes:
+    """RFC 8446 §7.1 HKDF-Expand-Label with an empty context, by cryptography's HKDFExpand."""
+    full = b"tls13 " + label
+    info = length.to_bytes(2, "big") + bytes((len(full),)) + full + b"\x00"
+    return HKDFExpand(algorithm, length, info).derive(secret)
+
+
+def header_mask(kind: str, hp: bytes, sample: bytes) -> bytes:
+    """RFC 9001 §5.4.3 (AES) and §5.4.4 (ChaCha20: counter = sample[0:4] LE, nonce = sample[4:16])."""
+    if kind == "chacha":
+        return Cipher(algorithms.ChaCha20(hp, sample), None).encryptor().update(bytes(5))
+    return Cipher(algorithms.AES(hp), modes.ECB()).encryptor().update(sample)[:5]
+
+
+def seal(
+    payload: bytes,
+    *,
+    secret: bytes,
+    suite: int = 0x1301,
+    version: int = V1,
+    type_bits: Optional[int] = None,
+    token: Optional[bytes] = None,
+    dcid: bytes = b"",
+    scid: bytes = SERVER_CID,
+    pn: int = 0,
+    pn_len: int = 2,
+) -> bytes:
+    """A long-header packet protected with the keys of a TLS ``secret``; a Handshake packet by default.
+
+    ``token`` (Initial packets only) adds the Token Length field.
+    """
+    algorithm, key_len, kind = SUITES[suite]
+    prefix = b"quicv2 " if version == V2 else b"quic "
+    key = expand_label(secret, prefix + b"key", key_len, algorithm)
+    iv = expand_label(secret, prefix + b"iv", 12, algorithm)
+    hp = expand_label(secret, prefix + b"hp", key_len, algorithm)
+    if type_bits is None:
+        type_bits = 3 if version == V2 else 2  # Handshake (RFC 9000 §17.2.4, RFC 9369 §3.2)
+    first = 0xC0 | (type_bits << 4) | (pn_len - 1)
+    length = pn_len + len(payload) + 16
+    header = (
+        bytes((first,))
+        + version.to_bytes(4, "big")
+        + bytes((len(dcid),))
+        + dcid
+        + bytes((len(scid),))
+        + scid
+        + (b"" if token is None else varint(len(token)) + token)
+        + (0x4000 | length).to_bytes(2, "big")
+        + (pn & ((1 << (8 * pn_len)) - 1)).to_bytes(pn_len, "big")
+    )
+    nonce = (int.from_bytes(iv, "big") ^ pn).to_bytes(12, "big")
+    aead: Any = {"gcm": AESGCM, "chacha": ChaCha20Poly1305, "ccm": AESCCM}[kind](key)
+    sealed: bytes = aead.encrypt(nonce, payload, header)
+    mask = header_mask(kind, hp, sealed[4 - pn_len : 20 - pn_len])
+    protected = bytearray(header)
+    protected[0] ^= mask[0] & 0x0F
+    for k in range(pn_len):
+        protected[len(header) - pn_len + k] ^= mask[1 + k]
+    return bytes(protected) + sealed
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _make_chain() -> Tuple[bytes, bytes]:
+    """A leaf (CN quic.test, SAN quic.test + www.quic.test) signed by a CA (CN Flowscope Test CA)."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    end = start + datetime.timedelta(days=365)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Flowscope Test CA"))
+        .issuer_name(_name("Flowscope Test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name("quic.test"))
+        .issuer_name(_name("Flowscope Test CA"))
+        .public_key(leaf_key.public_key())
+        .serial_number(2)
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("quic.test"), x509.DNSName("www.quic.test")]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    der = serialization.Encoding.DER
+    return leaf.public_bytes(der), ca.public_bytes(der)
+
+
+LEAF_DER, CA_DER = _make_chain()
+EXPECTED_CERT = ("quic.test", "Flowscope Test CA", ("quic.test", "www.quic.test"))
+
+
+def message(htype: int, body: bytes) -> bytes:
+    """A TLS handshake message: type, 3-byte length, body."""
+    return bytes((htype,)) + len(body).to_bytes(3, "big") + body
+
+
+def encrypted_extensions(alpn: bytes = b"h3") -> bytes:
+    """EncryptedExtensions holding ALPN (RFC 7301) and an unrelated extension before it."""
+    names = bytes((len(alpn),)) + alpn
+    alpn_ext = b"\x00\x10" + (len(names) + 2).to_bytes(2, "big") + len(names).to_bytes(2, "big") + names
+    exts = b"\x00\x39\x00\x02\x01\x00" + alpn_ext  # quic_transport_parameters first
+    return message(8, len(exts).to_bytes(2, "big") + exts)
+
+
+def certificate(*ders: bytes) -> bytes:
+    """A TLS 1.3 Certificate message (RFC 8446 §4.4.2): empty context, entries with empty extensions."""
+    entries = b"".join(len(d).to_bytes(3, "big") + d + b"\x00\x00" for d in ders)
+    return message(11, b"\x00" + len(entries).to_bytes(3, "big") + entries)
+
+
+CERTIFICATE_VERIFY = message(15, b"\x04\x03\x00\x04sig!")
+FINISHED = message(20, bytes(32))
+SERVER_FLIGHT = encrypted_extensions() + certificate(LEAF_DER, CA_DER) + CERTIFICATE_VERIFY + FINISHED
+HS_SECRET_32 = hashlib.sha256(b"server handshake traffic secret").digest()
+HS_SECRET_48 = hashlib.sha384(b"server handshake traffic secret").digest()
+ONE_RTT = b"\x40" + bytes(30)
+
+
+def keylog_with(secret: bytes, client_random: bytes = RFC_CLIENT_RANDOM) -> KeyLog:
+    log = KeyLog()
+    log.add_text(f"SERVER_HANDSHAKE_TRAFFIC_SECRET {client_random.hex()} {secret.hex()}\n")
+    return log
+
+
+def client_initial(version: int = V1) -> bytes:
+    return protect(padded(crypto(0, RFC_CLIENT_HELLO)), version=version, pn=0)
+
+
+def server_initial(suite: int = 0x1301, version: int = V1) -> bytes:
+    return protect(
+        b"\x02\x00\x00\x00\x00" + crypto(0, server_hello(cipher=suite)),
+        version=version,
+        dcid=b"",
+        scid=SERVER_CID,
+        from_server=True,
+        pn=0,
+    )
+
+
+def keylog_flow(
+    suite: int = 0x1301, version: int = V1, secret: bytes = HS_SECRET_32, flight: bytes = SERVER_FLIGHT
+) -> List[Tuple[Direction, bytes]]:
+    """Client Initial; server Initial + Handshake packet coalesced; the client's first 1-RTT packet."""
+    handshake = seal(crypto(0, flight), secret=secret, suite=suite, version=version)
+    return [(ORIG, client_initial(version)), (RESP, server_initial(suite, version) + handshake), (ORIG, ONE_RTT)]
+
+
+def cert_of(record: QuicHandshake) -> Tuple[Optional[str], Optional[str], Tuple[str, ...]]:
+    return record.cert_subject_cn, record.cert_issuer_cn, record.cert_san_dns
+
+
+def test_the_rfc_client_random() -> None:
+    assert RFC_CLIENT_HELLO[:1] == b"\x01" and RFC_CLIENT_HELLO[6:38] == RFC_CLIENT_RANDOM
+
+
+def test_traffic_keys_rfc9001_chacha20_vector() -> None:
+    keys = traffic_keys(A5_SECRET, 0x1303)
+    assert keys.key.hex() == "c6d98ff3441c3fe1b2182094f69caa2ed4b716b65488960a7a984979fb23e1c8"
+    assert keys.iv.hex() == "e0459b3474bdd0e44a41c144"
+    assert keys.hp.hex() == "25a282b9e82f06f21f488917a4fc8f1b73573685608597d0efcb076b0ab7a7a4"
+    assert keys.secret == A5_SECRET
+
+
+def test_traffic_keys_reproduce_the_initial_keys() -> None:
+    """AES-128-GCM keys from the RFC server Initial secrets equal the RFC's (v1 and v2 labels)."""
+    for version, secret in ((V1, V1_SERVER_INITIAL_SECRET), (V2, V2_SERVER_INITIAL_SECRET)):
+        assert traffic_keys(secret, 0x1301, version) == initial_keys(version, DCID)[1]
+
+
+def test_traffic_keys_reject_unusable_suites_and_versions() -> None:
+    with pytest.raises(ValueError):
+        traffic_keys(A5_SECRET, 0x1305)  # TLS_AES_128_CCM_8_SHA256: barred from QUIC
+    with pytest.raises(ValueError):
+        traffic_keys(A5_SECRET, 0x1301, 0x51303436)
+
+
+def test_chacha20_packet_protection_rfc9001_a5() -> None:
+    """The parser's ChaCha20 opener on the RFC short-header sample (its header bits match a long header's)."""
+    assert header_mask("chacha", traffic_keys(A5_SECRET, 0x1303).hp, A5_SAMPLE) == A5_MASK
+    opener = quic._Opener.for_suite(traffic_keys(A5_SECRET, 0x1303), quic._SUITES[0x1303])
+    assert opener.mask(A5_SAMPLE)[:5] == A5_MASK
+    assert quic._open(opener, memoryview(A5_PACKET), 0, 1, len(A5_PACKET), 654_360_563) == (654_360_564, b"\x01")
+
+
+def test_test_sealer_reproduces_the_rfc_server_packets() -> None:
+    """The test-only Handshake sealer, given Initial secrets and type bits, yields the RFC bytes exactly."""
+    common: Dict[str, Any] = {"dcid": b"", "scid": SERVER_CID, "pn": 1, "pn_len": 2, "token": b""}
+    v1 = seal(RFC_SERVER_PAYLOAD, secret=V1_SERVER_INITIAL_SECRET, type_bits=0, **common)
+    v2 = seal(RFC_SERVER_PAYLOAD, secret=V2_SERVER_INITIAL_SECRET, version=V2, type_bits=1, **common)
+    assert (v1, v2) == (RFC9001_SERVER_PACKET, RFC9369_SERVER_PACKET)
+
+
+@pytest.mark.parametrize(
+    ("suite", "version", "secret"),
+    [
+        (0x1301, V1, HS_SECRET_32),
+        (0x1301, V2, HS_SECRET_32),
+        (0x1302, V1, HS_SECRET_48),
+        (0x1302, V2, HS_SECRET_48),
+        (0x1303, V1, HS_SECRET_32),
+        (0x1303, V2, HS_SECRET_32),
+        (0x1304, V1, HS_SECRET_32),
+    ],
+    ids=["aes128-v1", "aes128-v2", "aes256-v1", "aes256-v2", "chacha-v1", "chacha-v2", "ccm-v1"],
+)
+def test_key_log_opens_the_certificate(suite: int, version: int, secret: bytes) -> None:
+    events = run(QuicParser(keylog=keylog_with(secret)), keylog_flow(suite, version, secret))
+    assert errors(events) == []
+    [record] = handshakes(events)
+    assert record.ts == 1_002_000_000  # with the server datagram that carried the Certificate
+    assert cert_of(record) == EXPECTED_CERT
+    assert record.alpn_selected == "h3"
+    assert record.server_name == "example.com" and record.ja3_string == RFC_JA3_STRING
+    assert record.quic_version == ("2" if version == V2 else "1")
+
+
+def test_without_a_usable_key_log_the_record_is_unchanged() -> None:
+    """No key log, an empty one, or one for another connection: the record of the Initial packets only."""
+    datagrams = keylog_flow()
+    baseline = run(QuicParser(), datagrams)
+    [record] = handshakes(baseline)
+    assert record.ts == 1_002_000_000 and cert_of(record) == (None, None, ()) and record.alpn_selected is None
+    for log in (KeyLog(), keylog_with(HS_SECRET_32, client_random=bytes(32))):
+        assert run(QuicParser(keylog=log), datagrams) == baseline
+    with_log = handshakes(run(QuicParser(keylog=keylog_with(HS_SECRET_32)), datagrams))[0]
+    assert dataclasses.replace(with_log, cert_subject_cn=None, cert_issuer_cn=None, cert_san_dns=(), alpn_selected=None) == record
+
+
+def test_wrong_secret_gives_no_certificate_and_no_error() -> None:
+    events = run(QuicParser(keylog=keylog_with(HS_SECRET_48[:32])), keylog_flow())
+    assert errors(events) == []
+    [record] = handshakes(events)
+    assert record.ts == 1_002_000_000  # released by the first Handshake packet that fails
+    assert cert_of(record) == (None, None, ()) and record.alpn_selected is None
+
+
+def test_certificate_split_across_packets_and_out_of_order() -> None:
+    flight = SERVER_FLIGHT
+    cut = len(flight) // 2
+    first = seal(crypto(0, flight[:cut]), secret=HS_SECRET_32, pn=0)
+    second = seal(crypto(cut, flight[cut:]), secret=HS_SECRET_32, pn=1)
+    garbage = b"\xe0" + V1.to_bytes(4, "big") + b"\x00\x08" + SERVER_CID + varint(40) + bytes(40)  # fails to open
+    parser = QuicParser(keylog=keylog_with(HS_SECRET_32))
+    datagrams = [(ORIG, client_initial()), (RESP, server_initial() + second), (RESP, garbage), (RESP, first)]
+    events = run(parser, datagrams)
+    assert errors(events) == []
+    [record] = handshakes(events)
+    assert record.ts == 1_004_000_000  # completed by the fourth datagram
+    assert cert_of(record) == EXPECTED_CERT
+
+
+def test_record_released_by_the_clients_first_1rtt_packet() -> None:
+    """The server's Handshake packets were not captured: the client's 1-RTT packet releases the record."""
+    parser = QuicParser(keylog=keylog_with(HS_SECRET_32))
+    assert parser.datagram(ORIG, client_initial(), 1) == []
+    assert parser.datagram(RESP, server_initial(), 2) == []  # held for the certificate
+    assert list(parser.datagram(RESP, ONE_RTT, 3)) == []  # the server's 1-RTT says nothing
+    [record] = handshakes(parser.datagram(ORIG, ONE_RTT, 4))
+    assert record.ts == 2 and cert_of(record) == (None, None, ())
+    assert parser.close(5) == []
+    # A client 1-RTT packet coalesced behind a client Handshake packet does the same.
+    parser = QuicParser(keylog=keylog_with(HS_SECRET_32))
+    parser.datagram(ORIG, client_initial(), 1)
+    parser.datagram(RESP, server_initial(), 2)
+    client_handshake = b"\xe0" + V1.to_bytes(4, "big") + b"\x08" + SERVER_CID + b"\x00" + varint(30) + bytes(30)
+    assert len(handshakes(parser.datagram(ORIG, client_handshake + ONE_RTT, 3))) == 1
+
+
+def test_held_record_is_written_at_close() -> None:
+    parser = QuicParser(keylog=keylog_with(HS_SECRET_32))
+    parser.datagram(ORIG, client_initial(), 1)
+    assert parser.datagram(RESP, server_initial(), 2) == []
+    [record] = handshakes(parser.close(3))
+    assert record.ts == 2 and record.version == "TLSv1.3"
+
+
+def test_finished_without_certificate_releases_the_record() -> None:
+    """A PSK handshake: EncryptedExtensions then Finished."""
+    events = run(QuicParser(keylog=keylog_with(HS_SECRET_32)), keylog_flow(flight=encrypted_extensions(b"h3-29") + FINISHED))
+    [record] = handshakes(events)
+    assert record.ts == 1_002_000_000 and record.alpn_selected == "h3-29" and cert_of(record) == (None, None, ())
+
+
+def test_handshake_packet_limit() -> None:
+    cut = 100
+    first = seal(crypto(0, SERVER_FLIGHT[:cut]), secret=HS_SECRET_32, pn=0)
+    second = seal(crypto(cut, SERVER_FLIGHT[cut:]), secret=HS_SECRET_32, pn=1)
+    parser = QuicParser(QuicConfig(max_handshake_packets=1), keylog=keylog_with(HS_SECRET_32))
+    events = run(parser, [(ORIG, client_initial()), (RESP, server_initial() + first), (RESP, second)])
+    [record] = handshakes(events)
+    assert record.ts == 1_003_000_000 and cert_of(record) == (None, None, ()) and record.alpn_selected == "h3"
+    assert errors(events) == []
+
+
+def test_malformed_handshake_payload_writes_the_record_then_the_error() -> None:
+    stream_frame = b"\x08\x00\x01x"  # STREAM is not allowed in Handshake packets
+    handshake = seal(stream_frame + bytes(20), secret=HS_SECRET_32)
+    events = run(QuicParser(keylog=keylog_with(HS_SECRET_32)), [(ORIG, client_initial()), (RESP, server_initial() + handshake)])
+    assert [type(e) for e in events] == [QuicHandshake, QuicError]
+    assert errors(events)[0].reason == "malformed_frame"
+
+
+def test_handshake_crypto_bound() -> None:
+    config = QuicConfig(max_handshake_crypto_bytes=512)
+    events = run(QuicParser(config, keylog=keylog_with(HS_SECRET_32)), keylog_flow())
+    assert [type(e) for e in events] == [QuicHandshake, QuicError]
+    assert errors(events)[0].reason == "crypto_limit"
+    assert cert_of(handshakes(events)[0]) == (None, None, ())
+
+
+def test_factory_keylog_attribute() -> None:
+    made = QuicParserFactory()
+    assert made.keylog is None
+    without = made.create_datagram(FLOW)
+    log = KeyLog()
+    made.keylog = log
+    later = made.create_datagram(FLOW)
+    # The key log is shared: a secret added after the parser was made (a DSB read later) is used.
+    log.add_text(f"SERVER_HANDSHAKE_TRAFFIC_SECRET {RFC_CLIENT_RANDOM.hex()} {HS_SECRET_32.hex()}")
+    assert isinstance(without, QuicParser) and isinstance(later, QuicParser)
+    assert cert_of(handshakes(run(later, keylog_flow()))[0]) == EXPECTED_CERT
+    assert cert_of(handshakes(run(without, keylog_flow()))[0]) == (None, None, ())
+    assert QuicParserFactory(keylog=log).keylog is log
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=200), min_size=1, max_size=5), st.sampled_from([V1, V2]))
+def test_garbage_handshake_packets_never_raise(tails: List[bytes], version: int) -> None:
+    """Bytes behind a Handshake long header, while a record waits: one record, at most one error."""
+    parser = QuicParser(keylog=keylog_with(HS_SECRET_32))
+    events = list(parser.datagram(ORIG, client_initial(version), 1))
+    events += parser.datagram(RESP, server_initial(version=version), 2)
+    first = 0xF0 if version == V2 else 0xE0
+    for k, tail in enumerate(tails):
+        events += parser.datagram(RESP, bytes((first,)) + version.to_bytes(4, "big") + tail, 3 + k)
+    events += parser.close(10)
+    assert len(handshakes(events)) == 1 and len(errors(events)) <= 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=40),
+            st.builds(crypto, st.integers(0, 70000), st.binary(max_size=300)),
+            st.builds(lambda body: crypto(0, body), st.sampled_from([SERVER_FLIGHT[:50], SERVER_FLIGHT[:700], FINISHED])),
+            st.sampled_from([b"\x00" * 5, b"\x01", b"\x02\x05\x00\x01\x00\x00\x01", b"\x1c\x0a\x06\x02hi"]),
+        ),
+        max_size=6,
+    )
+)
+def test_random_frames_behind_valid_handshake_encryption_never_raise(frames: List[bytes]) -> None:
+    payload = b"".join(frames) + bytes(20)
+    parser = QuicParser(keylog=keylog_with(HS_SECRET_32))
+    events = list(parser.datagram(ORIG, client_initial(), 1))
+    events += parser.datagram(RESP, server_initial() + seal(payload, secret=HS_SECRET_32), 2)
+    events += parser.close(3)
+    assert len(handshakes(events)) == 1 and len(errors(events)) <= 1
+
+
+def _keylog_of(pcap: Path) -> KeyLog:
+    """The TLS key log text of a capture's Decryption Secrets Blocks (empty without any)."""
+    log = KeyLog()
+
+    def on_secrets(kind: int, data: bytes) -> None:
+        if kind == 0x544C534B:  # "TLSK"
+            log.add_text(data)
+
+    with open_capture(pcap) as reader:
+        reader.on_secrets = on_secrets
+        for _ in reader:
+            pass
+    return log
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("pcap", _quic_captures(), ids=lambda p: p.name)
+def test_corpus_certificates_with_embedded_secrets_match_tshark(pcap: Path, corpus_dir: Path) -> None:
+    """Each QUIC handshake's certificate as tshark saw it with the capture's own secrets (none: no certificate)."""
+    keylog = _keylog_of(pcap)
+    flows = _udp_datagrams(pcap)
+    wanted: Dict[Conv, List[Dict[str, Any]]] = defaultdict(list)
+    for t in load_truth(pcap)["tls"]:
+        if t.get("transport") == "quic":
+            wanted[_conv(t)].append(t)
+    for conv, records in wanted.items():
+        events = _run_flow(flows[conv], keylog)
+        assert events is not None and errors(events) == []
+        got = handshakes(events)
+        assert len(got) == len(records)
+        for t, o in zip(records, got):
+            first = t["certificates"][0] if t["certificates"] else {}
+            want = (first.get("subject_cn"), first.get("issuer_cn"), tuple(first.get("san_dns") or ()))
+            assert cert_of(o) == want
+            assert o.cert_subject_cn == t["server_cert_subject_cn"]
+
+
+@pytest.mark.corpus
+def test_corpus_quic_v2_with_and_without_its_secrets(corpus_dir: Path) -> None:
+    pcap = corpus_dir / "ndpi_quic-v2.pcapng"
+    [datagrams] = _udp_datagrams(pcap).values()
+    keylog = _keylog_of(pcap)
+    assert len(keylog) == 64
+    with_log = _run_flow(datagrams, keylog)
+    without = _run_flow(datagrams)
+    assert with_log is not None and without is not None
+    [record] = handshakes(with_log)
+    assert cert_of(record) == ("test.example.com", "picotls test ca", ())
+    # tshark, decrypting with the same secrets, shows ALPN "h3" in the server's EncryptedExtensions.
+    assert record.alpn_selected == "h3"
+    assert handshakes(without) == [
+        dataclasses.replace(record, cert_subject_cn=None, cert_issuer_cn=None, cert_san_dns=(), alpn_selected=None)
+    ]

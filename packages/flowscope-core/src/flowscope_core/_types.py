@@ -43,12 +43,13 @@ _PROTO_LABELS = {
 }
 
 
+_LABEL_BY_NUMBER = {int(k): v for k, v in _PROTO_LABELS.items()}
+
+
 def proto_label(number: int) -> str:
     """Name of an IP protocol number for records: ``tcp``, ``udp``… or ``ip-<n>``."""
-    try:
-        return _PROTO_LABELS[L4Proto(number)]
-    except ValueError:
-        return f"ip-{number}"
+    label = _LABEL_BY_NUMBER.get(number)
+    return label if label is not None else f"ip-{number}"
 
 
 class TcpFlags(enum.IntFlag):

@@ -916,6 +916,8 @@ class QuicParser:
             self._walk(direction is Direction.RESP, payload, ts, out)
         except _Fault as fault:
             self._failed = True
+            if self._waiting:
+                out.extend(self._release())  # the held record is complete: it goes before the error
             out.append(QuicError(ts=ts, reason=fault.reason, message=fault.message))
         return out
 
@@ -1036,17 +1038,13 @@ class QuicParser:
             space.largest = number
         limit = config.max_handshake_crypto_bytes
         stream = space.stream
-        try:
-            grew = False
-            for offset, piece in _crypto_frames(plaintext):
-                grew = stream.add(offset, piece, limit, config.max_crypto_fragments) or grew
-            if grew:
-                for htype, body in stream.messages(limit):
-                    if self._server_message(conn, htype, body, ts, out):
-                        return
-        except _Fault:
-            self._flush(conn, out)  # the record first, then the error (raised on)
-            raise
+        grew = False
+        for offset, piece in _crypto_frames(plaintext):
+            grew = stream.add(offset, piece, limit, config.max_crypto_fragments) or grew
+        if grew:
+            for htype, body in stream.messages(limit):
+                if self._server_message(conn, htype, body, ts, out):
+                    return
 
     def _server_message(self, conn: _Connection, htype: int, body: bytes, ts: Timestamp, out: List[SessionEvent]) -> bool:
         """A message of the server's Handshake flight; True once the record is emitted."""
