@@ -577,7 +577,8 @@ WGKL = 0x57474B4C  # "WGKL": WireGuard keys
 def dsb(order: str, secrets_type: int, data: bytes, *, declared: Optional[int] = None) -> bytes:
     """A Decryption Secrets Block: type, length (``declared`` overrides it), padded data, an option."""
     length = len(data) if declared is None else declared
-    body = struct.pack(order + "II", secrets_type, length) + pad4(data) + option(order, 1, b"keys") + option(order, 0, b"")
+    body = struct.pack(order + "II", secrets_type, length) + pad4(data)
+    body += option(order, 1, b"keys") + option(order, 0, b"")
     return block(order, 0x0000000A, body)
 
 

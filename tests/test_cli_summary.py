@@ -799,7 +799,7 @@ def _forced_progress(capture: Path, workers: str) -> List[Tuple[int, float, int,
     draws = [(len(m[1]), float(m[2]), num(m[3].decode()), num(m[4].decode()), m[5]) for m in PROGRESS.finditer(err)]
     assert draws, err[:300]
     # Each redraw is a carriage return, the bar, the counts and the end of the file name.
-    assert len(draws) == err.count(b"\x1b[K") - 1
+    assert len(draws) == err.count(b"\x1b[K") - 1, err
     for bar, pct, packets, _, name in draws:
         assert pct / 5 - 1 <= bar <= pct / 5 + 1e-9 and 0 < pct <= 100 and 0 < packets <= 300 * DEMO_PACKETS
         assert str(capture).encode().endswith(name) and name.endswith(capture.name.encode())

@@ -157,6 +157,10 @@ def test_from_file(tmp_path: Path) -> None:
     assert "2 secrets" in repr(log)
     with pytest.raises(OSError):
         KeyLog.from_file(tmp_path / "missing.log")
+    # add_file fills an existing key log (one shared by the parsers), as a DSB does.
+    other = tmp_path / "more.log"
+    other.write_text(line("EXPORTER_SECRET", RANDOM_B, SECRET_32))
+    assert log.add_file(other) == 1 and len(log) == 3
 
 
 def test_from_file_line_cut_by_chunk_boundary(tmp_path: Path) -> None:

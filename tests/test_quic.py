@@ -22,6 +22,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 import dpkt
 import pytest
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -1087,7 +1088,8 @@ def test_without_a_usable_key_log_the_record_is_unchanged() -> None:
     for log in (KeyLog(), keylog_with(HS_SECRET_32, client_random=bytes(32))):
         assert run(QuicParser(keylog=log), datagrams) == baseline
     with_log = handshakes(run(QuicParser(keylog=keylog_with(HS_SECRET_32)), datagrams))[0]
-    assert dataclasses.replace(with_log, cert_subject_cn=None, cert_issuer_cn=None, cert_san_dns=(), alpn_selected=None) == record
+    stripped = dataclasses.replace(with_log, cert_subject_cn=None, cert_issuer_cn=None, cert_san_dns=())
+    assert dataclasses.replace(stripped, alpn_selected=None) == record
 
 
 def test_wrong_secret_gives_no_certificate_and_no_error() -> None:
@@ -1140,9 +1142,52 @@ def test_held_record_is_written_at_close() -> None:
 
 def test_finished_without_certificate_releases_the_record() -> None:
     """A PSK handshake: EncryptedExtensions then Finished."""
-    events = run(QuicParser(keylog=keylog_with(HS_SECRET_32)), keylog_flow(flight=encrypted_extensions(b"h3-29") + FINISHED))
+    flight = encrypted_extensions(b"h3-29") + FINISHED
+    events = run(QuicParser(keylog=keylog_with(HS_SECRET_32)), keylog_flow(flight=flight))
     [record] = handshakes(events)
     assert record.ts == 1_002_000_000 and record.alpn_selected == "h3-29" and cert_of(record) == (None, None, ())
+
+
+NO_CERT: Tuple[Optional[str], Optional[str], Tuple[str, ...]] = (None, None, ())
+
+
+@pytest.mark.parametrize(
+    ("flight", "alpn", "cert"),
+    [
+        (encrypted_extensions() + message(11, b"\x00\x00\x00\x09\x00\x00\x05abc") + FINISHED, "h3", NO_CERT),
+        (encrypted_extensions() + certificate() + FINISHED, "h3", NO_CERT),
+        (encrypted_extensions() + certificate(b"not DER at all") + FINISHED, "h3", NO_CERT),
+        (
+            encrypted_extensions() + message(25, b"\x00\x02\x00\x10\x00" + bytes(16)) + CERTIFICATE_VERIFY + FINISHED,
+            "h3",
+            NO_CERT,
+        ),
+        (message(8, b"\x00\x09\x00\x10\x00\x05\x00\x03h3") + certificate(LEAF_DER) + FINISHED, None, EXPECTED_CERT),
+        (message(8, b"\x00\x00") + certificate(LEAF_DER) + FINISHED, None, EXPECTED_CERT),
+    ],
+    ids=["cert-lengths", "empty-chain", "not-der", "compressed-certificate", "bad-extensions", "no-alpn"],
+)
+def test_odd_server_flights_give_a_record_without_the_missing_parts(
+    flight: bytes, alpn: Optional[str], cert: Tuple[Optional[str], Optional[str], Tuple[str, ...]]
+) -> None:
+    events = run(QuicParser(keylog=keylog_with(HS_SECRET_32)), keylog_flow(flight=flight))
+    assert errors(events) == []
+    [record] = handshakes(events)
+    assert record.ts == 1_002_000_000 and record.server_name == "example.com"
+    assert (record.alpn_selected, cert_of(record)) == (alpn, cert)
+
+
+def test_cipher_missing_from_the_crypto_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build without ChaCha20 (FIPS): no certificate, no exception."""
+
+    def unsupported(keys: Any, suite: Any) -> Any:
+        raise UnsupportedAlgorithm("ChaCha20 is not available")
+
+    monkeypatch.setattr(quic._Opener, "for_suite", unsupported)
+    events = run(QuicParser(keylog=keylog_with(HS_SECRET_32)), keylog_flow(suite=0x1303))
+    assert errors(events) == []
+    [record] = handshakes(events)
+    assert record.ts == 1_002_000_000 and cert_of(record) == (None, None, ())
 
 
 def test_handshake_packet_limit() -> None:
@@ -1150,16 +1195,20 @@ def test_handshake_packet_limit() -> None:
     first = seal(crypto(0, SERVER_FLIGHT[:cut]), secret=HS_SECRET_32, pn=0)
     second = seal(crypto(cut, SERVER_FLIGHT[cut:]), secret=HS_SECRET_32, pn=1)
     parser = QuicParser(QuicConfig(max_handshake_packets=1), keylog=keylog_with(HS_SECRET_32))
-    events = run(parser, [(ORIG, client_initial()), (RESP, server_initial() + first), (RESP, second)])
-    [record] = handshakes(events)
-    assert record.ts == 1_003_000_000 and cert_of(record) == (None, None, ()) and record.alpn_selected == "h3"
-    assert errors(events) == []
+    assert list(parser.datagram(ORIG, client_initial(), 1)) == []
+    assert list(parser.datagram(RESP, server_initial() + first, 2)) == []
+    [record] = parser.datagram(RESP, second, 3)  # over the limit: released without the certificate
+    assert isinstance(record, QuicHandshake)
+    assert record.ts == 2  # the time of the last message it holds (the ServerHello)
+    assert cert_of(record) == (None, None, ()) and record.alpn_selected == "h3"
+    assert parser.close(4) == []
 
 
 def test_malformed_handshake_payload_writes_the_record_then_the_error() -> None:
     stream_frame = b"\x08\x00\x01x"  # STREAM is not allowed in Handshake packets
     handshake = seal(stream_frame + bytes(20), secret=HS_SECRET_32)
-    events = run(QuicParser(keylog=keylog_with(HS_SECRET_32)), [(ORIG, client_initial()), (RESP, server_initial() + handshake)])
+    datagrams = [(ORIG, client_initial()), (RESP, server_initial() + handshake)]
+    events = run(QuicParser(keylog=keylog_with(HS_SECRET_32)), datagrams)
     assert [type(e) for e in events] == [QuicHandshake, QuicError]
     assert errors(events)[0].reason == "malformed_frame"
 
@@ -1207,7 +1256,7 @@ def test_garbage_handshake_packets_never_raise(tails: List[bytes], version: int)
         st.one_of(
             st.binary(max_size=40),
             st.builds(crypto, st.integers(0, 70000), st.binary(max_size=300)),
-            st.builds(lambda body: crypto(0, body), st.sampled_from([SERVER_FLIGHT[:50], SERVER_FLIGHT[:700], FINISHED])),
+            st.sampled_from([crypto(0, SERVER_FLIGHT[:50]), crypto(0, SERVER_FLIGHT[:700]), crypto(0, FINISHED)]),
             st.sampled_from([b"\x00" * 5, b"\x01", b"\x02\x05\x00\x01\x00\x00\x01", b"\x1c\x0a\x06\x02hi"]),
         ),
         max_size=6,

@@ -55,12 +55,15 @@ class _Text:
 
 
 def _worker(conn: Connection, captures: Sequence[str], index: int, count: int, config: TrackerConfig,
-            flows_only: bool, fmt: str, packet_filter: Optional[PacketFilter]) -> None:  # fmt: skip
+            flows_only: bool, fmt: str, packet_filter: Optional[PacketFilter],
+            keylog: Optional[str]) -> None:  # fmt: skip
     l7 = None
     if not flows_only:
         from flowscope import default_engine
 
         l7 = default_engine()
+        if keylog is not None:
+            l7.keylog.add_file(keylog)
     # Flow ids must stay unique across workers (EVENTS.md): each worker prefixes its own.
     config = dataclasses.replace(config, id_prefix=f"{config.id_prefix}W{index}.")
     tracker = FlowTracker(config, l7=l7, shard=(index, count), packet_filter=packet_filter)
@@ -136,6 +139,7 @@ def run_workers(
     flows_only: bool,
     fmt: str,
     packet_filter: Optional[PacketFilter],
+    keylog: Optional[str],
     write_text: Callable[[str], Any],
     on_event: Callable[[FlowEvent], None],
     on_progress: Callable[[str, int, Optional[int], int], None],
@@ -146,7 +150,7 @@ def run_workers(
     procs = []
     for i in range(count):
         parent_end, child_end = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_worker, args=(child_end, list(captures), i, count, config, flows_only, fmt, packet_filter), daemon=True)
+        p = ctx.Process(target=_worker, args=(child_end, list(captures), i, count, config, flows_only, fmt, packet_filter, keylog), daemon=True)
         p.start()
         child_end.close()
         conns.append(parent_end)

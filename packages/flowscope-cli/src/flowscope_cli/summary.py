@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     p.add_argument("--demo", action="store_true", help="read the small capture packaged with flowscope-cli (before any CAPTURE given)")
     p.add_argument("-F", "--filter", metavar="EXPR", help="track only packets matching this pcap-filter expression, e.g. 'tcp port 443 and not host 10.0.0.1' (applied to the innermost packet, after decapsulation)")
+    p.add_argument("--keylog", metavar="FILE", help="TLS secrets in NSS key log format (SSLKEYLOGFILE) to decrypt QUIC handshakes and show their certificates; pcapng decryption-secrets blocks are used too")
     p.add_argument("--flows-only", action="store_true", help="flow records only: skip reassembly and HTTP/TLS/DNS parsing (fastest)")
     p.add_argument("--vlan-in-key", action="store_true", help="keep flows on different VLANs apart")
     p.add_argument("--max-flows", type=int, default=TrackerConfig().max_flows, metavar="N", help="flow table capacity; least recently used flows are written when full (default: %(default)s)")
@@ -112,6 +113,12 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         l7 = default_engine()
         for problem in l7.load_errors:  # a broken plugin is reported, the others keep working
             sys.stderr.write(f"{PROG}: warning: {problem}\n")
+        if args.keylog is not None:
+            try:
+                l7.keylog.add_file(args.keylog)
+            except OSError as e:
+                error(PROG, f"--keylog {args.keylog}: {e.strerror or e}")
+                return Exit.UNREADABLE
     if workers > 1:
         return _run_workers(args, captures, workers, packet_filter)
     config = TrackerConfig(max_flows=args.max_flows, vlan_in_key=args.vlan_in_key)
@@ -239,7 +246,7 @@ def _run_workers(args: argparse.Namespace, captures: List[str], workers: int, pa
         if args.format == "csv":
             CsvSink(out)  # the header row; workers send rows only
         result = run_workers(
-            good, workers, config, args.flows_only, args.format, packet_filter, out.write,
+            good, workers, config, args.flows_only, args.format, packet_filter, args.keylog, out.write,
             report.add if report is not None else (lambda ev: None), on_progress,
         )  # fmt: skip
         progress.done()

@@ -16,9 +16,9 @@ Secrets Block (secrets type ``TLSK``), which
 :attr:`flowscope._capture.CaptureReader.on_secrets` hands over as it reads.
 
 A :class:`KeyLog` is a plain mapping ``(label, client_random) -> secret``
-filled by :meth:`KeyLog.add_text` (any number of times, as more text
-arrives: a live ``SSLKEYLOGFILE`` grows while the capture runs, and a
-capture may hold several Decryption Secrets Blocks).  Lines are parsed
+filled by :meth:`KeyLog.add_text` and :meth:`KeyLog.add_file` (any number
+of times, as more text arrives: a live ``SSLKEYLOGFILE`` grows while the
+capture runs, and a capture may hold several Decryption Secrets Blocks).  Lines are parsed
 strictly: a line that is not a comment and not three fields of the right
 shape is counted in :attr:`KeyLog.malformed` and ignored; a well-formed line
 with a label outside :data:`LABELS` (``RSA`` lines, early-data and ECH
@@ -130,13 +130,19 @@ class KeyLog:
     def from_file(
         cls, path: Union[str, "os.PathLike[str]"], limits: KeyLogLimits = DEFAULT_KEYLOG_LIMITS
     ) -> KeyLog:
-        """A key log read from an ``SSLKEYLOGFILE``; ``OSError`` if it cannot be read.
+        """A key log read from an ``SSLKEYLOGFILE``; ``OSError`` if it cannot be read."""
+        log = cls(limits)
+        log.add_file(path)
+        return log
+
+    def add_file(self, path: Union[str, "os.PathLike[str]"]) -> int:
+        """Add the secrets of a key log file; return how many were stored.  ``OSError`` if unreadable.
 
         The file is read in chunks, so memory stays bounded by the table and
         one over-long line (which is skipped, not held) whatever the file's size.
         """
-        log = cls(limits)
-        too_long = limits.max_line_bytes + 1
+        too_long = self._limits.max_line_bytes + 1
+        stored = 0
         with open(path, "rb") as fh:
             tail = b""
             while True:
@@ -148,10 +154,10 @@ class KeyLog:
                 if len(tail) > too_long:
                     # A line without end that is already too long: keep a marker, not its bytes.
                     tail = tail[:too_long]
-                log._add_lines(lines)
+                stored += self._add_lines(lines)
             if tail:
-                log._add_lines((tail,))
-        return log
+                stored += self._add_lines((tail,))
+        return stored
 
     # -- parsing -----------------------------------------------------------------------
 

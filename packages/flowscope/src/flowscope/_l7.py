@@ -50,11 +50,14 @@ from flowscope_core import (
 )
 
 from flowscope._reassembly import ReassemblyBudget, ReassemblyConfig, TcpReassembler
+from flowscope._keylog import KeyLog
 from flowscope._make import maker
 from flowscope._registry import discover
 from flowscope._tracker import Flow
 
 _ORIG, _RESP = Direction.ORIG, Direction.RESP
+TLS_KEY_LOG = 0x544C534B
+"""The pcapng DSB secrets type of NSS key log text ("TLSK")."""
 _session_record = maker(SessionRecord)
 
 
@@ -103,6 +106,18 @@ class L7:
         self._missed_warned: set[str] = set()
         self.load_errors: Tuple[PluginLoadError, ...] = ()
         """Plugins that failed to load (set by :func:`default_engine`)."""
+        self.keylog = KeyLog()
+        """TLS secrets (NSS key log) shared by the parsers that can use them: filled from
+        pcapng decryption-secrets blocks as the capture is read, or by the caller
+        (``engine.keylog.add_file(path)`` for an SSLKEYLOGFILE)."""
+        for f in factories:
+            if hasattr(f, "keylog") and getattr(f, "keylog") is None:
+                f.keylog = self.keylog
+
+    def add_secrets(self, secrets_type: int, data: bytes) -> None:
+        """A pcapng Decryption Secrets Block: TLS key log text is added to :attr:`keylog`."""
+        if secrets_type == TLS_KEY_LOG:
+            self.keylog.add_text(data)
 
     # -------------------------------------------------------------- per packet
 

@@ -306,6 +306,9 @@ class FlowTracker:
         from flowscope._capture import CaptureReader
 
         if isinstance(frames, CaptureReader):
+            add_secrets = getattr(self._l7, "add_secrets", None)
+            if add_secrets is not None and frames.on_secrets is None:
+                frames.on_secrets = add_secrets  # decryption secrets embedded in pcapng
             layout = frames._take_pcap()
             if layout is not None:
                 from flowscope._fastpath import run_pcap

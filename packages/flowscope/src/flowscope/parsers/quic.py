@@ -199,18 +199,20 @@ class QuicConfig:
     A server picks one connection ID in its Initial; a few leave room for
     Retry and for a second connection on the 5-tuple.
     """
-    max_handshake_crypto_bytes: int = 64 * 1024
+    max_handshake_crypto_bytes: int = 128 * 1024
     """Highest Handshake-level CRYPTO offset kept (server side, with a key log only).
 
     The server's Handshake flight is EncryptedExtensions, the certificate
-    chain, CertificateVerify and Finished.  Web chains are 2-6 KiB; the
-    largest seen in practice (RSA-4096 intermediates, hundreds of SAN
-    names) stay below 32 KiB, and 64 KiB is twice that.
+    chain, CertificateVerify and Finished.  Web chains are typically 2-6
+    KiB; OpenSSL accepts a peer chain of up to 100 KiB by default
+    (``SSL_MAX_CERT_LIST_DEFAULT``), and 128 KiB holds such a chain with
+    the rest of the flight.  The buffer lives only while a record waits for
+    its certificate.
     """
-    max_handshake_packets: int = 64
+    max_handshake_packets: int = 128
     """Server Handshake packets decrypted per connection before the record is emitted anyway.
 
-    64 KiB of CRYPTO data fills about 55 full-sized packets; the margin is
+    128 KiB of CRYPTO data fills about 110 full-sized packets; the margin is
     for retransmissions.  It also caps the AEAD work of one connection.
     """
 
@@ -1016,7 +1018,9 @@ class QuicParser:
 
     # -- Handshake packets (key log) ------------------------------------------------------
 
-    def _handshake(self, header: _LongHeader, data: memoryview, start: int, ts: Timestamp, out: List[SessionEvent]) -> None:
+    def _handshake(
+        self, header: _LongHeader, data: memoryview, start: int, ts: Timestamp, out: List[SessionEvent]
+    ) -> None:
         """One server Handshake packet while the record waits for its certificate."""
         conn = self._conn
         space = conn.handshake if conn is not None else None
@@ -1046,7 +1050,9 @@ class QuicParser:
                 if self._server_message(conn, htype, body, ts, out):
                     return
 
-    def _server_message(self, conn: _Connection, htype: int, body: bytes, ts: Timestamp, out: List[SessionEvent]) -> bool:
+    def _server_message(
+        self, conn: _Connection, htype: int, body: bytes, ts: Timestamp, out: List[SessionEvent]
+    ) -> bool:
         """A message of the server's Handshake flight; True once the record is emitted."""
         if htype == _ENCRYPTED_EXTENSIONS:
             conn.alpn = _selected_alpn(body)

@@ -60,6 +60,8 @@ Bounds: the reassemblers' (see :class:`TlsConfig`) and at most
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from typing import ClassVar, FrozenSet, List, Optional, Sequence, Tuple, Union
 
@@ -214,7 +216,11 @@ def certificate_summary(der: bytes) -> Tuple[Optional[str], Optional[str], Tuple
     if not HAVE_CRYPTOGRAPHY:
         return None, None, ()
     try:
-        cert = _x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():
+            # Real certificates break rules cryptography warns about (a non-positive serial
+            # number…); we only read names from them, so the warning is noise on stderr.
+            warnings.simplefilter("ignore")
+            cert = _x509.load_der_x509_certificate(der)
     except ValueError:
         return None, None, ()
     subject: Optional[str] = None
