@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import pickle
+import signal
 import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -79,15 +81,24 @@ def _worker(conn: Connection, captures: Sequence[str], index: int, count: int, c
     else:
         write = events.append
 
+    def send(message: bytes) -> None:
+        # Ctrl-C must not cut a message in half: SIGINT waits until it is sent, then
+        # KeyboardInterrupt is raised at a point where the pipe is consistent.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            conn.send_bytes(message)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     def ship(force: bool = False) -> None:
         if text.size >= _BATCH or (force and text.size):
-            conn.send_bytes(b"T" + text.take().encode("utf-8"))
+            send(b"T" + text.take().encode("utf-8"))
         if len(events) >= 2048 or (force and events):
-            conn.send_bytes(b"E" + pickle.dumps(events, protocol=pickle.HIGHEST_PROTOCOL))
+            send(b"E" + pickle.dumps(events, protocol=pickle.HIGHEST_PROTOCOL))
             events.clear()
 
     def control(kind: str, payload: Any) -> None:
-        conn.send_bytes(b"C" + pickle.dumps((kind, payload)))
+        send(b"C" + pickle.dumps((kind, payload)))
 
     try:
         try:
@@ -102,9 +113,10 @@ def _worker(conn: Connection, captures: Sequence[str], index: int, count: int, c
                         for ev in tracker.process(reader, flush=False):
                             write(ev)
                             ship()
-                            if index == 0 and time.monotonic() - last > 0.25:
+                            if time.monotonic() - last > 0.25:
                                 last = time.monotonic()
-                                control("progress", (path, reader.offset, reader.size, tracker.stats.packets))
+                                control("progress", (index, path, reader.offset, reader.size,
+                                                     tracker.stats.packets, tracker.stats.flows))  # fmt: skip
                     except CaptureFormatError as e:
                         if index == 0:
                             control("damaged", (e.path, e.offset, e.reason, reader.packets))
@@ -142,9 +154,14 @@ def run_workers(
     keylog: Optional[str],
     write_text: Callable[[str], Any],
     on_event: Callable[[FlowEvent], None],
-    on_progress: Callable[[str, int, Optional[int], int], None],
+    on_progress: Callable[[str, int, Optional[int], int, int], None],
 ) -> Result:
-    """Run ``count`` sharded workers over ``captures``; write their output as it comes."""
+    """Run ``count`` sharded workers over ``captures``; write their output as it comes.
+
+    Ctrl-C: the workers (same process group) flush their open flows and send
+    them; the parent keeps draining until they are done.  A SIGINT sent to the
+    parent alone is passed on to the workers.
+    """
     ctx = multiprocessing.get_context("fork")
     conns: List[Connection] = []
     procs = []
@@ -157,22 +174,48 @@ def run_workers(
         procs.append(p)
     result = Result()
     per_worker: List[Dict[str, int]] = []
+    flows_seen = [0] * count
+
+    def interrupted(signum: int, frame: Any) -> None:
+        if not result.interrupted:
+            result.interrupted = True
+            for p in procs:
+                if p.pid is not None and p.is_alive():
+                    os.kill(p.pid, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        _drain(conns, result, per_worker, flows_seen, write_text, on_event, on_progress)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for p in procs:
+        p.join()
+    if per_worker:
+        merged = dict(per_worker[0])  # packets, bytes and decoder counters: every worker saw every packet
+        for key in ("flows", "evicted"):
+            merged[key] = sum(w.get(key, 0) for w in per_worker)
+        result.stats = merged
+    return result
+
+
+def _drain(
+    conns: List[Connection],
+    result: Result,
+    per_worker: List[Dict[str, int]],
+    flows_seen: List[int],
+    write_text: Callable[[str], Any],
+    on_event: Callable[[FlowEvent], None],
+    on_progress: Callable[[str, int, Optional[int], int, int], None],
+) -> None:
     live = list(conns)
     while live:
-        try:
-            ready = wait(live)
-        except KeyboardInterrupt:
-            result.interrupted = True  # the workers got it too: keep draining their output
-            continue
+        ready = wait(live)
         for c in ready:
             assert isinstance(c, Connection)
             try:
                 msg = c.recv_bytes()
             except (EOFError, OSError):
                 live.remove(c)
-                continue
-            except KeyboardInterrupt:
-                result.interrupted = True
                 continue
             tag, body = msg[:1], msg[1:]
             if tag == b"T":
@@ -183,7 +226,10 @@ def run_workers(
             else:
                 kind, payload = pickle.loads(body)
                 if kind == "progress":
-                    on_progress(*payload)
+                    index, path, offset, size, packets, flows = payload
+                    flows_seen[index] = flows
+                    if index == 0:
+                        on_progress(path, offset, size, packets, sum(flows_seen))
                 elif kind == "damaged":
                     result.damaged.append(payload)
                 elif kind == "interrupted":
@@ -192,11 +238,3 @@ def run_workers(
                     result.missing_extra = payload
                 elif kind == "stats":
                     per_worker.append(payload)
-    for p in procs:
-        p.join()
-    if per_worker:
-        merged = dict(per_worker[0])  # packets, bytes and decoder counters: every worker saw every packet
-        for key in ("flows", "evicted"):
-            merged[key] = sum(w.get(key, 0) for w in per_worker)
-        result.stats = merged
-    return result

@@ -151,8 +151,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                     status = max(status, Exit.UNREADABLE)
                     continue
                 except CaptureFormatError as e:
-                    error(PROG, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
-                    status = max(status, Exit.UNREADABLE)
+                    status = max(status, _open_failed(e))
                     continue
                 keeper.watch(path, reader, tracker)
                 with reader:
@@ -192,6 +191,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     return status
 
 
+def _open_failed(e: CaptureFormatError) -> Exit:
+    """Report a capture that failed as it was opened; its exit status."""
+    if e.reason.startswith("truncated"):  # a capture after all, cut inside its file header
+        error(PROG, f"{e.path}: capture damaged at byte offset {e.offset}: {e.reason}; no packet could be read")
+        return Exit.DAMAGED
+    error(PROG, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
+    return Exit.UNREADABLE
+
+
 class _Position:
     """The reader-like position a worker reports, for the progress line."""
 
@@ -217,8 +225,7 @@ def _opened(captures: Sequence[str]) -> Tuple[List[str], int]:
             error(PROG, f"{path}: permission denied")
             status = max(status, Exit.UNREADABLE)
         except CaptureFormatError as e:
-            error(PROG, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
-            status = max(status, Exit.UNREADABLE)
+            status = max(status, _open_failed(e))
         else:
             good.append(path)
     return good, status
@@ -238,9 +245,9 @@ def _run_workers(args: argparse.Namespace, captures: List[str], workers: int, pa
     progress = Progress(args.progress)
     position = _Position()
 
-    def on_progress(path: str, offset: int, size: Optional[int], packets: int) -> None:
+    def on_progress(path: str, offset: int, size: Optional[int], packets: int, flows: int) -> None:
         position.offset, position.size = offset, size
-        progress.update(path, position, packets, 0)  # type: ignore[arg-type]
+        progress.update(path, position, packets, flows)  # type: ignore[arg-type]
 
     try:
         if args.format == "csv":

@@ -568,9 +568,11 @@ class LiveCapture:
         while not self._closed:
             try:
                 batch = read()
-            except (ValueError, OSError):
+            except (ValueError, OSError) as e:
                 if self._closed:  # close() from another thread released the socket or ring
                     return
+                if isinstance(e, OSError) and e.errno in (errno.ENETDOWN, errno.ENODEV, errno.ENXIO):
+                    self._raise_socket_error(e.errno)
                 raise
             if batch:
                 self._received += len(batch)
@@ -647,9 +649,10 @@ class LiveCapture:
         self._packets += packets
         self._drops += drops
 
-    def _raise_socket_error(self) -> None:
-        assert self._sock is not None
-        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    def _raise_socket_error(self, err: int = 0) -> None:
+        """Turn the socket's pending error (the interface went down or away) into an OSError."""
+        if not err and self._sock is not None:
+            err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             what = {errno.ENETDOWN: "went down", errno.ENODEV: "was removed"}.get(err, "failed")
             raise OSError(err, f"interface {self.interface!r} {what}: {os.strerror(err)}")
