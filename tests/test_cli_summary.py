@@ -20,6 +20,7 @@ packaged demo capture's records with shifted timestamps, or taken from
 from __future__ import annotations
 
 import csv
+import fcntl
 import functools
 import importlib.util
 import io
@@ -32,6 +33,7 @@ import signal
 import struct
 import subprocess
 import sys
+import termios
 import time
 from collections import Counter
 from pathlib import Path
@@ -715,33 +717,71 @@ def test_table_through_head_is_quiet(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- Ctrl-C
 
 
-def _interrupt(args: Sequence[str], after: float = 1.0) -> "subprocess.CompletedProcess[str]":
-    """Start the command in its own process group, then Ctrl-C it: SIGINT to the whole group."""
-    proc = subprocess.Popen(
-        command() + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        time.sleep(after)
-        assert proc.poll() is None, "the capture was read to the end before the interrupt"
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+def _pipe_queue(fd: int) -> int:
+    """Bytes waiting in a pipe (FIONREAD)."""
+    (queued,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
+    return int(queued)
 
 
-@pytest.mark.parametrize(
-    "workers",
-    [
-        "1",
-        "2",
-    ],
-)
-def test_ctrl_c_writes_the_open_flows_and_exits_130(large_capture: Path, workers: str) -> None:
-    res = _interrupt(["--format", "jsonl", "-w", workers, str(large_capture)])
+def _wait_until_writer_blocks(fd: int, timeout: float = 20) -> None:
+    """Until the pipe is (nearly) full and stays so: its writer is then blocked in write(2)."""
+    capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) if hasattr(fcntl, "F_GETPIPE_SZ") else 65536
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        queued = _pipe_queue(fd)
+        if queued == last and queued >= capacity // 2:
+            return
+        last = queued
+        time.sleep(0.2)
+    raise AssertionError(f"the pipe never filled ({last} bytes queued)")
+
+
+def _interrupt(args: Sequence[str], *, slow_reader: bool, tmp_path: Path) -> "subprocess.CompletedProcess[str]":
+    """Start the command in its own process group, then Ctrl-C it (SIGINT to the group) after ~1 s.
+
+    ``slow_reader``: standard output is a pipe nobody reads before the
+    interrupt, full when it comes (``| slow-consumer``), so the command is
+    blocked writing; otherwise it is a file, which never blocks (as a terminal).
+    """
+    out_file = tmp_path / "stdout.txt"
+    with open(out_file, "wb") as sink:
+        proc = subprocess.Popen(
+            command() + list(args), stdout=subprocess.PIPE if slow_reader else sink, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            time.sleep(1.0)
+            if slow_reader:
+                assert proc.stdout is not None
+                _wait_until_writer_blocks(proc.stdout.fileno())
+            assert proc.poll() is None, "the capture was read to the end before the interrupt"
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+    text = out.decode("utf-8", "replace") if slow_reader else out_file.read_text(encoding="utf-8", errors="replace")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, text, err.decode("utf-8", "replace"))
+
+
+@pytest.mark.parametrize("reader", ["file", "full pipe"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_writes_the_open_flows_and_exits_130(
+    large_capture: Path, tmp_path: Path, workers: str, reader: str, request: pytest.FixtureRequest
+) -> None:
+    if (workers, reader) == ("2", "full pipe"):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="--workers 2, Ctrl-C while the parent is blocked writing a 64 KiB batch to a full stdout pipe: "
+                "the parent's SIGINT handler does not raise, the interrupted write(2) returns a partial count and "
+                "CPython's buffered writer drops the rest of that batch silently, so one JSON line is cut and glued "
+                "to the next batch's first line (_workers._drain -> write_text)",
+            )
+        )
+    res = _interrupt(["--format", "jsonl", "-w", workers, str(large_capture)], slow_reader=reader == "full pipe", tmp_path=tmp_path)
     assert "Traceback" not in res.stderr, res.stderr[-2000:]
     assert res.returncode == 130, res.stderr[-500:]
     assert res.stdout.endswith("\n")
@@ -749,11 +789,13 @@ def test_ctrl_c_writes_the_open_flows_and_exits_130(large_capture: Path, workers
     flows = flows_of(recs)
     assert flows and all(f["end_reason"] for f in flows)
     assert any(f["end_reason"] == "end_of_input" for f in flows)  # the flows still open when interrupted
+    ids = [f["flow_id"] for f in flows]
+    assert len(ids) == len(set(ids))
     assert_error(res, 130, "interrupted")
 
 
-def test_ctrl_c_still_prints_the_report(large_capture: Path) -> None:
-    res = _interrupt(["--format", "table", str(large_capture)])
+def test_ctrl_c_still_prints_the_report(large_capture: Path, tmp_path: Path) -> None:
+    res = _interrupt(["--format", "table", str(large_capture)], slow_reader=False, tmp_path=tmp_path)
     assert_error(res, 130, "interrupted")
     totals, _, tables = parse_report(res.stdout)
     assert num(totals["flows"]) > 0 and tables["Largest flows"]

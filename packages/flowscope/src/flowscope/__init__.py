@@ -32,6 +32,7 @@ from flowscope._filter import FilterSyntaxError, PacketFilter, compile_filter
 from flowscope._fragments import FragmentConfig
 from flowscope._frames import to_arrow, to_arrow_batches, to_pandas
 from flowscope._l7 import L7, L7Config, default_engine
+from flowscope._live import BpfCompileError, LiveCapture, compile_bpf, live
 from flowscope._reassembly import OverlapPolicy, ReassemblyBudget, ReassemblyConfig, TcpReassembler
 from flowscope._registry import Discovered, discover
 from flowscope._shard import flow_hash, shard_of
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "L7",
+    "BpfCompileError",
     "CaptureFormatError",
     "CaptureReader",
     "ConnState",
@@ -61,6 +63,7 @@ __all__ = [
     "JsonLinesSink",
     "L7Config",
     "L7Engine",
+    "LiveCapture",
     "MacPair",
     "MissingExtraError",
     "Notice",
@@ -76,6 +79,7 @@ __all__ = [
     "TrackerStats",
     "__version__",
     "community_id",
+    "compile_bpf",
     "compile_filter",
     "default_engine",
     "discover",
@@ -84,6 +88,7 @@ __all__ = [
     "flow_hash",
     "flows",
     "frames",
+    "live",
     "open_capture",
     "shard_of",
     "to_arrow",
