@@ -118,6 +118,46 @@ def flow_json(ev: FlowEnded) -> str:
     )
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _json_value(v: Any) -> str:
+    t = type(v)
+    if v is None:
+        return "null"
+    if t is str:
+        return str(_q(v))
+    if t is int:
+        return str(v)
+    if t is bool:
+        return "true" if v else "false"
+    if t is float and v - v == 0.0:  # finite: json writes repr(); NaN/inf take the slow path
+        return repr(v)
+    if t is tuple and all(type(x) is str for x in v):
+        return "[" + ",".join([_q(x) for x in v]) + "]"
+    return _COMPACT(_plain(v))
+
+
+def session_json(ev: SessionRecord) -> str:
+    """An application-layer record as one JSON line, formatted directly.
+
+    Equal to ``json.dumps(event_to_dict(ev))`` with compact separators (a test
+    checks it on every corpus record); about twice as fast, which matters at
+    tens of thousands of records a second.
+    """
+    inner = ev.event
+    fl = ev.flow
+    parts = [
+        f'{{"event_type":{_q(inner.event_type)},"flow_id":{_q(fl.flow_id)},"ts":{inner.ts / NS!r},'
+        f'"proto":"{proto_label(fl.proto)}","orig_h":"{fl.orig.addr}","orig_p":{fl.orig.port},'
+        f'"resp_h":"{fl.resp.addr}","resp_p":{fl.resp.port},"community_id":"{fl.community_id}"'
+    ]
+    for name in _field_names(type(inner)):
+        parts.append(f',"{name}":{_json_value(getattr(inner, name))}')
+    parts.append("}\n")
+    return "".join(parts)
+
+
 def event_to_dict(ev: FlowEvent) -> Dict[str, Any]:
     """Any tracker event as a JSON-ready dict (EVENTS.md field names)."""
     if isinstance(ev, FlowEnded):
@@ -168,8 +208,13 @@ class JsonLinesSink:
 
     def write(self, ev: FlowEvent) -> None:
         """Write one event (skipped when ``types`` was given and excludes it)."""
-        if type(ev) is FlowEnded and (self._types is None or "flow" in self._types):
+        types = self._types
+        if type(ev) is FlowEnded and (types is None or "flow" in types):
             self._write(flow_json(ev))
+            self.written += 1
+            return
+        if type(ev) is SessionRecord and (types is None or ev.event.event_type in types):
+            self._write(session_json(ev))
             self.written += 1
             return
         d = event_to_dict(ev)
