@@ -15,6 +15,11 @@ Captures large enough for timing-sensitive checks (progress, Ctrl-C, the
 tmux terminal check) are built in a temporary directory by repeating the
 packaged demo capture's records with shifted timestamps, or taken from
 ``/work/benchrun/wl-large.pcap`` when that benchmark capture exists.
+Failures a user would meet are simulated with real mechanisms: a shadow
+``httptools`` package first on ``PYTHONPATH`` (a missing extra; a SIGINT
+delivered inside one of its callbacks), a pipe left unread until it is full
+(a slow consumer), SIGINT to the whole process group (Ctrl-C), a detached
+tmux session (a terminal).
 """
 
 from __future__ import annotations
@@ -64,7 +69,9 @@ def command() -> List[str]:
     return [sys.executable, "-m", "flowscope_cli.summary"]
 
 
-def run(*args: str, env: Optional[Mapping[str, str]] = None, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
+def run(
+    *args: str, env: Optional[Mapping[str, str]] = None, timeout: float = 120
+) -> "subprocess.CompletedProcess[str]":
     """Run ``flow-summary args`` with standard output and error captured as text."""
     return subprocess.run(
         command() + list(args),
@@ -103,7 +110,7 @@ def assert_error(res: "subprocess.CompletedProcess[str]", status: int, *needles:
     """The documented error contract: the status, one ``flow-summary: error:`` line, no traceback."""
     assert "Traceback" not in res.stderr, res.stderr
     lines = res.stderr.splitlines()
-    assert len(lines) == 1, res.stderr
+    assert len(lines) == 1, (res.returncode, res.stderr)
     line = lines[0]
     assert line.startswith(f"{PROG}: error: "), line
     for n in needles:
@@ -227,7 +234,10 @@ def parse_report(text: str) -> Tuple[Dict[str, str], Dict[str, str], Dict[str, L
         for line in body:
             if line == "(none)":
                 continue
-            cells = [line[a : spans[i + 1][0]].strip() if i < len(spans) - 1 else line[a:].strip() for i, (a, _) in enumerate(spans)]
+            cells = [
+                line[a : spans[i + 1][0]].strip() if i < len(spans) - 1 else line[a:].strip()
+                for i, (a, _) in enumerate(spans)
+            ]
             rows.append(dict(zip(names, cells)))
         tables[title] = rows
     return totals, counters, tables
@@ -290,7 +300,12 @@ def check_report(text: str, recs: Sequence[Record], truth: Optional[Mapping[str,
     largest = tables["Largest flows"]
     assert len(largest) == min(10, len(flows))
     by_ends = {
-        (str(f["proto"]), f"{f['orig_h']}:{f['orig_p']}", f"{f['resp_h']}:{f['resp_p']}", int(f["orig_pkts"]) + int(f["resp_pkts"])): f
+        (
+            str(f["proto"]),
+            f"{f['orig_h']}:{f['orig_p']}",
+            f"{f['resp_h']}:{f['resp_p']}",
+            int(f["orig_pkts"]) + int(f["resp_pkts"]),
+        ): f
         for f in flows
     }
     for row in largest:
@@ -377,13 +392,16 @@ def test_help_mentions_every_option_and_exit_code() -> None:
     res = run("--help")
     assert res.returncode == 0 and res.stderr == ""
     text = res.stdout
-    for opt in ("--format", "-o", "--output", "--demo", "--flows-only", "--vlan-in-key", "--max-flows", "-w", "--workers",
-                "-F", "--filter", "--stats", "--progress", "--no-progress"):  # fmt: skip
+    options = ("--format", "-o", "--output", "--demo", "--flows-only", "--vlan-in-key", "--max-flows",
+               "-w", "--workers", "-F", "--filter", "--stats", "--progress", "--no-progress")  # fmt: skip
+    for opt in options:
         assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", text), opt
     for fmt in ("table", "jsonl", "csv"):
         assert re.search(rf"^\s+{fmt}\s+\S", text, re.M), fmt
     codes = text.split("exit status:")[1]
-    for code, word in ((0, "success"), (1, "truncated"), (2, "arguments"), (3, "not a capture"), (4, "pip install"), (130, "interrupted")):
+    documented = ((0, "success"), (1, "truncated"), (2, "arguments"), (3, "not a capture"), (4, "pip install"),
+                  (130, "interrupted"))  # fmt: skip
+    for code, word in documented:
         assert re.search(rf"^\s*{code}\s+.*{word}", codes, re.M | re.I), code
 
 
@@ -419,7 +437,7 @@ def test_demo_in_every_format(how: str, tmp_path: Path) -> None:
     assert num(counters["packets"]) == DEMO_PACKETS
     assert {"HTTP hosts", "DNS names queried"} <= set(tables)
     rows = check_csv(outputs["csv"], recs)
-    if truth is not None:
+    if truth is not None and (corpus_root() / "score.py").exists():
         mod = _load_score(str(corpus_root() / "score.py"))
         assert_flows_match_truth(mod, truth, recs)
         assert_flows_match_truth(mod, truth, rows)
@@ -549,7 +567,8 @@ def test_two_workers_report_the_same_totals() -> None:
     two = parse_report(ok("--workers", "2"))
     assert one[0] == two[0] and one[1] == two[1]
     for title in ("Protocols", "Services", "Why flows ended", "HTTP hosts", "DNS names queried"):
-        assert sorted(map(sorted, (r.items() for r in one[2][title]))) == sorted(map(sorted, (r.items() for r in two[2][title])))
+        rows_one = sorted(sorted(r.items()) for r in one[2][title])
+        assert rows_one == sorted(sorted(r.items()) for r in two[2][title]), title
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "x"])
@@ -629,39 +648,37 @@ def test_truncated_capture_keeps_the_records_before_the_damage(
     assert before
     good, total, misses = score.score_flows({"flows": before}, out)
     assert good == total, misses[:5]
-    started = {score.conv_key(f["proto"], score.ep(f["initiator"]), score.ep(f["responder"])) for f in truth["flows"] if f["first_frame"] <= k}
+    started = {
+        score.conv_key(f["proto"], score.ep(f["initiator"]), score.ep(f["responder"]))
+        for f in truth["flows"]
+        if f["first_frame"] <= k
+    }
     assert {score.rec_conv(r) for r in flows_of(out)} <= started | {None}
     assert sum(int(f["orig_pkts"]) + int(f["resp_pkts"]) for f in flows_of(out)) <= k
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_pcap_cut_inside_its_file_header_is_one_error_line(tmp_path: Path, workers: str) -> None:
-    damaged = tmp_path / "header.pcap"
-    damaged.write_bytes(demo_capture().read_bytes()[:10])
-    res = run("--format", "jsonl", "-w", workers, str(damaged))
-    assert_error(res, res.returncode, str(damaged), "truncated")
-    assert res.returncode in (1, 3)
-    assert res.stdout == ""
-
-
-@pytest.mark.parametrize(
-    "fmt",
-    [
-        "pcap",
-        "pcapng",
-    ],
-)
-def test_capture_cut_inside_its_file_header_exits_1_like_any_truncation(fmt: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("fmt", "keep"), [("pcap", 10), ("pcapng", 20)])
+def test_capture_cut_inside_its_file_header_is_damaged(tmp_path: Path, fmt: str, keep: int, workers: str) -> None:
+    """The magic number says capture, then the file ends: damaged (1) like any truncation, not "not a capture" (3)."""
     if fmt == "pcap":
-        head = demo_capture().read_bytes()[:10]
+        head = demo_capture().read_bytes()[:keep]  # inside the 24-byte file header
     else:
         src = corpus_root() / "pcaps" / "ndpi_sites.pcapng"
         if not src.exists():
             pytest.skip("corpus absent")
-        head = src.read_bytes()[:20]
+        head = src.read_bytes()[:keep]  # inside the section header block
     damaged = tmp_path / f"header.{fmt}"
     damaged.write_bytes(head)
-    assert_error(run("--format", "jsonl", str(damaged)), 1, str(damaged), "truncated")
+    res = run("--format", "jsonl", "-w", workers, str(damaged))
+    assert_error(res, 1, str(damaged), "truncated", "byte offset 0")
+    assert res.stdout == ""
+
+
+def test_file_shorter_than_a_magic_number_is_not_a_capture(tmp_path: Path) -> None:
+    short = tmp_path / "short.pcap"
+    short.write_bytes(demo_capture().read_bytes()[:3])
+    assert_error(run("--format", "jsonl", str(short)), 3, str(short), "not a pcap or pcapng capture")
 
 
 # ---------------------------------------------------------------------------- a missing optional dependency
@@ -688,7 +705,8 @@ def test_missing_extra_exits_4_naming_the_pip_install(corpus_dir: Path, tmp_path
 def _pipeline(tmp_path: Path, args: Sequence[str], head: int) -> Tuple["subprocess.CompletedProcess[str]", str, str]:
     """``flow-summary args | head -N`` under ``sh`` (no pipefail); flow-summary's stderr and status."""
     err, rc = tmp_path / "stderr.txt", tmp_path / "status.txt"
-    cmd = f"{{ {shlex.join(command() + list(args))} 2>{shlex.quote(str(err))}; echo $? >{shlex.quote(str(rc))}; }} | head -{head}"
+    summary = shlex.join(command() + list(args))
+    cmd = f"{{ {summary} 2>{shlex.quote(str(err))}; echo $? >{shlex.quote(str(rc))}; }} | head -{head}"
     res = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=120, check=False)
     return res, err.read_text(), rc.read_text().strip()
 
@@ -737,9 +755,23 @@ def _wait_until_writer_blocks(fd: int, timeout: float = 20) -> None:
     raise AssertionError(f"the pipe never filled ({last} bytes queued)")
 
 
-def _interrupt(args: Sequence[str], *, slow_reader: bool, tmp_path: Path) -> "subprocess.CompletedProcess[str]":
-    """Start the command in its own process group, then Ctrl-C it (SIGINT to the group) after ~1 s.
+def _catches_sigint(pid: int) -> bool:
+    """Whether the process has its own SIGINT handler yet (Python installs one as it starts; Linux)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    m = re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M)
+    return m is None or bool(int(m.group(1), 16) & (1 << (signal.SIGINT - 1)))
 
+
+def _interrupt(
+    args: Sequence[str], *, slow_reader: bool, tmp_path: Path, group: bool = True
+) -> "subprocess.CompletedProcess[str]":
+    """Start the command in its own process group, then interrupt it after ~1 s.
+
+    ``group``: SIGINT to the whole process group, as Ctrl-C in a terminal
+    does; otherwise to the command's own process only (``kill -INT PID``).
     ``slow_reader``: standard output is a pipe nobody reads before the
     interrupt, full when it comes (``| slow-consumer``), so the command is
     blocked writing; otherwise it is a file, which never blocks (as a terminal).
@@ -752,11 +784,17 @@ def _interrupt(args: Sequence[str], *, slow_reader: bool, tmp_path: Path) -> "su
         )  # fmt: skip
         try:
             time.sleep(1.0)
+            deadline = time.monotonic() + 20
+            while not _catches_sigint(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)  # a loaded machine: the interpreter is still starting
             if slow_reader:
                 assert proc.stdout is not None
                 _wait_until_writer_blocks(proc.stdout.fileno())
             assert proc.poll() is None, "the capture was read to the end before the interrupt"
-            os.killpg(proc.pid, signal.SIGINT)
+            if group:
+                os.killpg(proc.pid, signal.SIGINT)
+            else:
+                proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
@@ -766,22 +804,41 @@ def _interrupt(args: Sequence[str], *, slow_reader: bool, tmp_path: Path) -> "su
     return subprocess.CompletedProcess(proc.args, proc.returncode, text, err.decode("utf-8", "replace"))
 
 
-@pytest.mark.parametrize("reader", ["file", "full pipe"])
-@pytest.mark.parametrize("workers", ["1", "2"])
+_DOUBLE_SIGINT = (
+    "racy (seen in 1 to 4 runs of 5): with --workers, Ctrl-C in a terminal reaches every process of the group AND the "
+    "parent forwards SIGINT to each worker (_workers.run_workers.interrupted), so a worker can get a second "
+    "KeyboardInterrupt inside its 'except KeyboardInterrupt' flush: 'Process ForkProcess-N: Traceback' on "
+    "stderr, and that worker's open flows and stats are lost"
+)
+_CUT_BATCH = (
+    "racy (seen in 1 to 4 runs of 5): Ctrl-C while the --workers parent is blocked writing a 64 KiB batch to a full "
+    "stdout pipe: its SIGINT handler does not raise, write(2) returns a partial count and CPython's buffered "
+    "writer then drops the rest of that batch silently (reproduced without flowscope: a 300 kB sys.stdout.write "
+    "interrupted by a no-op handler wrote 131072 bytes), so one JSON line is cut and glued to the next; "
+    + _DOUBLE_SIGINT
+)
+
+
+@pytest.mark.parametrize(
+    ("workers", "reader", "group"),
+    [
+        ("1", "file", True),
+        ("1", "full pipe", True),
+        ("2", "file", True),
+        ("2", "full pipe", True),
+        ("2", "file", False),
+    ],
+    ids=["1-file-ctrl_c", "1-full_pipe-ctrl_c", "2-file-ctrl_c", "2-full_pipe-ctrl_c", "2-file-kill_parent"],
+)
 def test_ctrl_c_writes_the_open_flows_and_exits_130(
-    large_capture: Path, tmp_path: Path, workers: str, reader: str, request: pytest.FixtureRequest
+    large_capture: Path, tmp_path: Path, workers: str, reader: str, group: bool
 ) -> None:
-    if (workers, reader) == ("2", "full pipe"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="--workers 2, Ctrl-C while the parent is blocked writing a 64 KiB batch to a full stdout pipe: "
-                "the parent's SIGINT handler does not raise, the interrupted write(2) returns a partial count and "
-                "CPython's buffered writer drops the rest of that batch silently, so one JSON line is cut and glued "
-                "to the next batch's first line (_workers._drain -> write_text)",
-            )
-        )
-    res = _interrupt(["--format", "jsonl", "-w", workers, str(large_capture)], slow_reader=reader == "full pipe", tmp_path=tmp_path)
+    # The full pipeline: a Ctrl-C landing inside an httptools callback must interrupt too
+    # (test_ctrl_c_inside_the_http_parser_still_interrupts forces that case).
+    res = _interrupt(
+        ["--format", "jsonl", "-w", workers, str(large_capture)],
+        slow_reader=reader == "full pipe", tmp_path=tmp_path, group=group,
+    )  # fmt: skip
     assert "Traceback" not in res.stderr, res.stderr[-2000:]
     assert res.returncode == 130, res.stderr[-500:]
     assert res.stdout.endswith("\n")
@@ -795,10 +852,64 @@ def test_ctrl_c_writes_the_open_flows_and_exits_130(
 
 
 def test_ctrl_c_still_prints_the_report(large_capture: Path, tmp_path: Path) -> None:
-    res = _interrupt(["--format", "table", str(large_capture)], slow_reader=False, tmp_path=tmp_path)
+    res = _interrupt(["--format", "table", "--flows-only", str(large_capture)], slow_reader=False, tmp_path=tmp_path)
     assert_error(res, 130, "interrupted")
     totals, _, tables = parse_report(res.stdout)
     assert num(totals["flows"]) > 0 and tables["Largest flows"]
+
+
+SIGINT_IN_HTTPTOOLS = '''"""Test double: the real httptools, whose first on_header callback gets a real SIGINT."""
+import os
+import signal
+import sys
+
+_shadow = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+del sys.modules[__name__]
+_saved = list(sys.path)
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _shadow]
+try:
+    import httptools as _real
+finally:
+    sys.path[:] = _saved
+
+
+class _Interrupting:
+    fired = False
+
+    def __init__(self, protocol):
+        self._protocol = protocol
+
+    def __getattr__(self, name):
+        return getattr(self._protocol, name)
+
+    def on_header(self, name, value):
+        if not _Interrupting.fired:
+            _Interrupting.fired = True
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while llhttp calls back into Python
+        self._protocol.on_header(name, value)
+
+
+def _wrap(cls):
+    return lambda protocol: cls(_Interrupting(protocol))
+
+
+_real.HttpRequestParser = _wrap(_real.HttpRequestParser)
+_real.HttpResponseParser = _wrap(_real.HttpResponseParser)
+'''
+
+
+def test_ctrl_c_inside_the_http_parser_still_interrupts(tmp_path: Path) -> None:
+    """A real SIGINT, delivered at a chosen moment: during httptools' first ``on_header`` callback."""
+    shadow = tmp_path / "shadow" / "httptools"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(SIGINT_IN_HTTPTOOLS)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(shadow.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    res = run("--format", "jsonl", "--demo", env=env)
+    recs = records(res.stdout)
+    assert not [r for r in recs if r["event_type"] == "http_error"], "the Ctrl-C became a parse error"
+    assert_error(res, 130, "interrupted")
+    assert flows_of(recs)
 
 
 # ---------------------------------------------------------------------------- progress
@@ -857,7 +968,9 @@ def test_no_progress_on_a_pipe_unless_forced(medium_capture: Path, flag: List[st
 def _tmux(sock: str, *args: str) -> "subprocess.CompletedProcess[str]":
     tmux = shutil.which("tmux")
     assert tmux is not None
-    return subprocess.run([tmux, "-L", sock, "-f", os.devnull, *args], capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        [tmux, "-L", sock, "-f", os.devnull, *args], capture_output=True, text=True, timeout=30, check=False
+    )
 
 
 def _alive(pid: int) -> bool:

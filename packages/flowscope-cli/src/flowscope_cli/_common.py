@@ -130,6 +130,8 @@ class Housekeeper:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._stop.is_set():
+            return  # already stopped (it is stopped before the report is drawn)
         self._stop.set()
         self._thread.join()
         self.progress.done()

@@ -123,6 +123,9 @@ def _worker(conn: Connection, captures: Sequence[str], index: int, count: int, c
             for ev in tracker.flush():
                 write(ev)
         except KeyboardInterrupt:
+            # The terminal's Ctrl-C and the parent's forwarded one may both arrive:
+            # once flushing has begun, further interrupts are ignored.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             for ev in tracker.flush():
                 write(ev)
             control("interrupted", None)
@@ -219,7 +222,13 @@ def _drain(
                 continue
             tag, body = msg[:1], msg[1:]
             if tag == b"T":
-                write_text(body.decode("utf-8"))
+                # A signal handler interrupting a large write would make it short and
+                # cut a line: SIGINT waits until the batch is written.
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    write_text(body.decode("utf-8"))
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             elif tag == b"E":
                 for ev in pickle.loads(body):
                     on_event(ev)

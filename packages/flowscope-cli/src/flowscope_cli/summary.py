@@ -175,7 +175,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             progress.done()
             error(PROG, str(e))
             return Exit.MISSING_EXTRA
-        progress.done()
+        keeper.__exit__(None, None, None)  # no progress redraw may land inside the report
         if report is not None:
             report.render(out, tracker.stats.as_dict())
         if args.stats:

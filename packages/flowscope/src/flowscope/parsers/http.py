@@ -88,6 +88,13 @@ __all__ = [
 # --------------------------------------------------------------------------- config
 
 
+def _reraise_interrupt(exc: BaseException) -> None:
+    """httptools wraps whatever a callback raised; Ctrl-C (or SystemExit) must not pass for bad HTTP."""
+    cause = exc.__context__
+    if cause is not None and not isinstance(cause, Exception):
+        raise cause
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpConfig:
     """Every bound the HTTP parser keeps, with the reason for its default."""
@@ -522,6 +529,7 @@ class _RequestSide(_Side):
             self._hold(data[offset:])
             return
         except s._parse_exc as exc:
+            _reraise_interrupt(exc)
             self._salvage()
             s._fail(self.direction, "request_malformed", str(exc), ts)
             return
@@ -728,6 +736,7 @@ class _ResponseSide(_Side):
         try:
             self.parser.feed_data(piece)
         except (s._upgrade_exc, s._parse_exc) as exc:
+            _reraise_interrupt(exc)
             if s._switched:
                 s._finish_flow()
             else:
