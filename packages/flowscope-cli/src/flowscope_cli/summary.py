@@ -133,6 +133,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     progress = Progress(args.progress)
     status = Exit.OK
     keeper = Housekeeper(progress).__enter__()
+    opened = 0
     try:
         try:
             for path in captures:
@@ -153,6 +154,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                 except CaptureFormatError as e:
                     status = max(status, _open_failed(e))
                     continue
+                opened += 1
                 keeper.watch(path, reader, tracker)
                 with reader:
                     try:
@@ -176,7 +178,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             error(PROG, str(e))
             return Exit.MISSING_EXTRA
         keeper.__exit__(None, None, None)  # no progress redraw may land inside the report
-        if report is not None:
+        if report is not None and opened:  # no report of nothing when no input could be read
             report.render(out, tracker.stats.as_dict())
         if args.stats:
             sys.stderr.write(" ".join(f"{k}={v}" for k, v in tracker.stats.as_dict().items()) + "\n")
