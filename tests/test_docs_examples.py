@@ -27,6 +27,7 @@ import ast
 import contextlib
 import importlib.util
 import io
+import signal
 import json
 import re
 import struct
@@ -84,6 +85,8 @@ class Block:
     output: Optional[str]
     """The ```text block right after it, if any."""
 
+
+BLOCK_SECONDS = 120
 
 def python_blocks(text: str) -> List[Block]:
     lines = text.splitlines()
@@ -183,8 +186,18 @@ def test_python_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> Non
                 skipped.append(f"{page.name}:{block.line} needs {', '.join(missing)}")
                 continue
         out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(block.code, f"{page}:{block.line}", "exec"), namespace)
+
+        def too_slow(signum: int, frame: object) -> None:
+            raise TimeoutError(f"{page.name}:{block.line} ran for more than {BLOCK_SECONDS} s (mark it no-test?)")
+
+        previous = signal.signal(signal.SIGALRM, too_slow)
+        signal.alarm(BLOCK_SECONDS)  # a documentation example must never hang the suite
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(block.code, f"{page}:{block.line}", "exec"), namespace)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
         ran += 1
         if block.output is not None:
             assert out.getvalue() == block.output, f"{page.name}:{block.line} printed something else"
