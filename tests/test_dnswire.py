@@ -371,7 +371,7 @@ def test_slot_constructor_matches_keyword_init() -> None:
 def test_slot_constructor_refuses_field_names_it_uses_itself() -> None:
     @dataclass(frozen=True, slots=True)
     class Clash:
-        obj: int
+        o: int  # the generated function's own local
 
     with pytest.raises(ValueError, match="Clash"):
         slot_constructor(Clash)

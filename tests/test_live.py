@@ -24,7 +24,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Tuple

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Iterator, List, Optional, TextIO
 
-from flowscope import CaptureReader, FlowTracker
+from flowscope import CaptureFormatError, CaptureReader, FlowTracker, open_capture
 
 
 class Exit(enum.IntEnum):
@@ -35,6 +35,30 @@ def error(prog: str, message: str) -> None:
     """One actionable line on standard error."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     sys.stderr.flush()
+
+
+def open_reported(prog: str, path: str) -> "tuple[Optional[CaptureReader], Exit]":
+    """Open a capture; on failure, report it in one line and give the exit status it earns.
+
+    A capture cut inside its file header is damaged (status 1); anything that is not a
+    capture, or cannot be read, is status 3.
+    """
+    try:
+        return open_capture(path), Exit.OK
+    except FileNotFoundError:
+        error(prog, f"{path}: no such file")
+    except IsADirectoryError:
+        error(prog, f"{path}: is a directory, not a capture file")
+    except PermissionError:
+        error(prog, f"{path}: permission denied")
+    except CaptureFormatError as e:
+        if e.reason.startswith("truncated"):  # a capture after all, cut inside its file header
+            error(prog, f"{e.path}: capture damaged at byte offset {e.offset}: {e.reason}; no packet could be read")
+            return None, Exit.DAMAGED
+        error(prog, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
+    except OSError as e:
+        error(prog, f"{path}: {e.strerror or e}")
+    return None, Exit.UNREADABLE
 
 
 def demo_capture() -> Path:

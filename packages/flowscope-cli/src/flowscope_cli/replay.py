@@ -85,7 +85,6 @@ from flowscope import (
     TrackerConfig,
     compile_filter,
     event_to_dict,
-    open_capture,
 )
 from flowscope._tracker import Flow
 from flowscope_core import (
@@ -106,7 +105,16 @@ from flowscope_core import (
 )
 from typing_extensions import assert_never
 
-from flowscope_cli._common import Exit, Housekeeper, Progress, capture_paths, error, open_output, quiet_broken_pipe
+from flowscope_cli._common import (
+    Exit,
+    Housekeeper,
+    Progress,
+    capture_paths,
+    error,
+    open_output,
+    open_reported,
+    quiet_broken_pipe,
+)
 
 PROG = "flow-replay"
 
@@ -776,23 +784,9 @@ def run(
     try:
         try:
             for path in captures:
-                try:
-                    reader = open_capture(path)
-                except FileNotFoundError:
-                    error(PROG, f"{path}: no such file")
-                    status = max(status, Exit.UNREADABLE)
-                    continue
-                except IsADirectoryError:
-                    error(PROG, f"{path}: is a directory, not a capture file")
-                    status = max(status, Exit.UNREADABLE)
-                    continue
-                except PermissionError:
-                    error(PROG, f"{path}: permission denied")
-                    status = max(status, Exit.UNREADABLE)
-                    continue
-                except CaptureFormatError as e:
-                    error(PROG, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
-                    status = max(status, Exit.UNREADABLE)
+                reader, failed = open_reported(PROG, path)
+                if reader is None:
+                    status = max(status, failed)
                     continue
                 keeper.watch(path, reader, tracker)
                 with reader:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import Callable, List, Optional, Sequence, TextIO, Tuple
 
 from flowscope import (
     CsvSink,
@@ -15,11 +15,19 @@ from flowscope import (
     FlowTracker,
     JsonLinesSink,
     TrackerConfig,
-    open_capture,
 )
 from flowscope_core import CaptureFormatError, FlowEvent, MissingExtraError
 
-from flowscope_cli._common import Exit, Housekeeper, Progress, capture_paths, error, open_output, quiet_broken_pipe
+from flowscope_cli._common import (
+    Exit,
+    Housekeeper,
+    Progress,
+    capture_paths,
+    error,
+    open_output,
+    open_reported,
+    quiet_broken_pipe,
+)
 from flowscope_cli._report import Report
 
 PROG = "flow-summary"
@@ -137,22 +145,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     try:
         try:
             for path in captures:
-                try:
-                    reader = open_capture(path)
-                except FileNotFoundError:
-                    error(PROG, f"{path}: no such file")
-                    status = max(status, Exit.UNREADABLE)
-                    continue
-                except IsADirectoryError:
-                    error(PROG, f"{path}: is a directory, not a capture file")
-                    status = max(status, Exit.UNREADABLE)
-                    continue
-                except PermissionError:
-                    error(PROG, f"{path}: permission denied")
-                    status = max(status, Exit.UNREADABLE)
-                    continue
-                except CaptureFormatError as e:
-                    status = max(status, _open_failed(e))
+                reader, failed = open_reported(PROG, path)
+                if reader is None:
+                    status = max(status, failed)
                     continue
                 opened += 1
                 keeper.watch(path, reader, tracker)
@@ -193,15 +188,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     return status
 
 
-def _open_failed(e: CaptureFormatError) -> Exit:
-    """Report a capture that failed as it was opened; its exit status."""
-    if e.reason.startswith("truncated"):  # a capture after all, cut inside its file header
-        error(PROG, f"{e.path}: capture damaged at byte offset {e.offset}: {e.reason}; no packet could be read")
-        return Exit.DAMAGED
-    error(PROG, f"{e.path}: not a pcap or pcapng capture ({e.reason})")
-    return Exit.UNREADABLE
-
-
 class _Position:
     """The reader-like position a worker reports, for the progress line."""
 
@@ -215,20 +201,11 @@ def _opened(captures: Sequence[str]) -> Tuple[List[str], int]:
     good: List[str] = []
     status = Exit.OK
     for path in captures:
-        try:
-            open_capture(path).close()
-        except FileNotFoundError:
-            error(PROG, f"{path}: no such file")
-            status = max(status, Exit.UNREADABLE)
-        except IsADirectoryError:
-            error(PROG, f"{path}: is a directory, not a capture file")
-            status = max(status, Exit.UNREADABLE)
-        except PermissionError:
-            error(PROG, f"{path}: permission denied")
-            status = max(status, Exit.UNREADABLE)
-        except CaptureFormatError as e:
-            status = max(status, _open_failed(e))
+        reader, failed = open_reported(PROG, path)
+        if reader is None:
+            status = max(status, failed)
         else:
+            reader.close()
             good.append(path)
     return good, status
 

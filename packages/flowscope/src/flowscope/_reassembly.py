@@ -98,9 +98,10 @@ from __future__ import annotations
 
 import enum
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Iterable, List, Optional, Tuple
 
+from flowscope._make import maker
 from flowscope_core import (
     StreamData,
     StreamEnd,
@@ -132,36 +133,8 @@ _MAX_WINDOW = 1 << 30
 """The largest receive window TCP can advertise (RFC 7323, 2.3: shift 14)."""
 
 
-def _data_factory() -> Callable[[int, bytes, Timestamp], StreamData]:
-    """The fastest way to build a ``StreamData`` that gives the same object as its constructor.
-
-    A frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__`` with keyword arguments: about 500 ns, most of the
-    fast path's cost.  Writing the three slots through their descriptors
-    builds the identical object in less than half that.  The shortcut is used
-    only if ``StreamData`` still has exactly the slots ``offset``, ``data``,
-    ``ts`` and no ``__post_init__``; otherwise the constructor is used.
-    """
-    names = tuple(f.name for f in fields(StreamData))
-    slots = getattr(StreamData, "__slots__", ())
-    if names != ("offset", "data", "ts") or tuple(slots) != names or hasattr(StreamData, "__post_init__"):
-        return lambda offset, data, ts: StreamData(offset=offset, data=data, ts=ts)
-    new = object.__new__
-    set_offset: Callable[[Any, int], None] = getattr(StreamData, "offset").__set__
-    set_data: Callable[[Any, bytes], None] = getattr(StreamData, "data").__set__
-    set_ts: Callable[[Any, int], None] = getattr(StreamData, "ts").__set__
-
-    def make(offset: int, data: bytes, ts: Timestamp) -> StreamData:
-        event: StreamData = new(StreamData)
-        set_offset(event, offset)
-        set_data(event, data)
-        set_ts(event, ts)
-        return event
-
-    return make
-
-
-_stream_data = _data_factory()
+# StreamData built through its slots (flowscope._make): the fast path's main cost otherwise.
+_stream_data: Callable[[int, bytes, Timestamp], StreamData] = maker(StreamData)
 
 
 class OverlapPolicy(enum.Enum):

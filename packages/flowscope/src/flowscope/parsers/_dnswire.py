@@ -79,11 +79,13 @@ mDNS (RFC 6762 section 10.2 and 5.4)
 
 from __future__ import annotations
 
+from flowscope._make import maker
+
 import codecs
 import socket
 import struct
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Type, TypeVar
+from dataclasses import dataclass
+from typing import Dict, List, NamedTuple, Optional, Tuple, TypeVar
 
 __all__ = [
     "CLASS_NAMES",
@@ -419,34 +421,10 @@ _PRESENTED = frozenset({2, 5, 6, 12, 15, 16, 33, 39, 99})
 _T = TypeVar("_T")
 
 
-def slot_constructor(cls: Type[_T]) -> Callable[..., _T]:
-    """A positional constructor for a frozen, slotted dataclass, for hot paths.
-
-    A frozen dataclass's generated ``__init__`` stores each field through
-    ``object.__setattr__``, which looks the attribute up on the type every
-    time, and keyword arguments add their own cost.  This builds, once,
-    a function that takes every field positionally and stores each one
-    straight through its slot descriptor: the same instance (equal to
-    ``cls(**fields)``), made 2.5 to 3.5 times faster (measured here: a
-    7-field record 0.42 us instead of 1.04 us, the 27-field DNS event
-    1.2 us instead of 4.3 us).  Like ``dataclasses`` itself, it writes the
-    function's source from the field names and compiles it.  Arguments
-    are every field in declaration order, defaults included: this is for
-    a parser's own use, never a public constructor.
-    """
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    if any(n in ("obj", "_new", "_cls") or n.startswith("_set") for n in names):
-        raise ValueError(f"{cls.__qualname__} has a field name that the generated constructor uses itself")
-    namespace: Dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    body = []
-    for i, field_name in enumerate(names):
-        namespace[f"_set{i}"] = cls.__dict__[field_name].__set__
-        body.append(f"    _set{i}(obj, {field_name})\n")
-    source = f"def build({', '.join(names)}):\n    obj = _new(_cls)\n{''.join(body)}    return obj\n"
-    exec(compile(source, f"<slot_constructor {cls.__qualname__}>", "exec"), namespace)
-    build: Callable[..., _T] = namespace["build"]
-    build.__doc__ = f"Build a {cls.__qualname__} from all its fields, positionally."
-    return build
+slot_constructor = maker
+"""A positional constructor for a frozen, slotted dataclass (see :mod:`flowscope._make`):
+2.5 to 3.5 times faster than keyword construction (a 7-field record 0.42 us instead
+of 1.04 us, the 27-field DNS event 1.2 us instead of 4.3 us)."""
 
 
 _question = slot_constructor(DnsQuestion)
