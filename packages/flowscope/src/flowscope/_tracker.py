@@ -275,6 +275,7 @@ class FlowTracker:
         self._next_tick = -1
         self._buckets: Dict[int, List[Flow]] = {}
         self._heap: List[int] = []
+        self._stale = 0
         self._nflows = 0
         self._idle = {6: cfg.tcp_idle_timeout_ns, 17: cfg.udp_idle_timeout_ns}
         self._idle_other = cfg.other_idle_timeout_ns
@@ -345,6 +346,7 @@ class FlowTracker:
         self._recency.clear()
         self._buckets.clear()
         self._heap.clear()
+        self._stale = 0
         self._decoder.defrag.clear()
         return self._take()
 
@@ -590,6 +592,8 @@ class FlowTracker:
         sec = deadline // SECOND + 1
         if f.timer == sec:
             return
+        if f.timer >= 0:
+            self._stale += 1  # the old bucket entry stays behind until its second comes
         f.timer = sec
         b = self._buckets.get(sec)
         if b is None:
@@ -597,6 +601,29 @@ class FlowTracker:
             heapq.heappush(self._heap, sec)
         else:
             b.append(f)
+
+    def _compact_timers(self) -> None:
+        """Drop bucket entries of flows that ended or moved on.
+
+        Ended (evicted, restarted) flows stay referenced from their old bucket
+        until its second comes, which under a flood of new flows could hold far
+        more dead flows than ``max_flows``.  Rebuilding the wheel from the live
+        flows when stale entries outnumber them twice keeps it bounded at O(1)
+        amortised cost.
+        """
+        buckets: Dict[int, List[Flow]] = {}
+        for f in self._table.values():
+            if f.timer >= 0:
+                buckets.setdefault(f.timer, []).append(f)
+        self._buckets = buckets
+        self._heap = list(buckets)
+        heapq.heapify(self._heap)
+        self._stale = 0
+
+    @property
+    def timer_entries(self) -> int:
+        """Entries in the timer wheel, stale ones included (bounded: see ``_compact_timers``)."""
+        return sum(len(b) for b in self._buckets.values())
 
     def _deadline(self, f: Flow) -> int:
         if f.closed_ts >= 0:
@@ -640,6 +667,10 @@ class FlowTracker:
         if f.dead:
             return
         f.dead = True
+        if f.timer >= 0:
+            self._stale += 1
+            if self._stale > 2 * len(self._table) + 4096:
+                self._compact_timers()
         l7 = self._l7
         if l7 is not None and f.l7 is not None and f.l7 is not False:
             l7.end(f, ts)
