@@ -81,6 +81,17 @@ def _worker(conn: Connection, captures: Sequence[str], index: int, count: int, c
     else:
         write = events.append
 
+    # The terminal's Ctrl-C and the parent's forwarded one may both arrive: only the
+    # first interrupts; a second one during the flush that follows is ignored.
+    interrupted = [False]
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if not interrupted[0]:
+            interrupted[0] = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+
     def send(message: bytes) -> None:
         # Ctrl-C must not cut a message in half: SIGINT waits until it is sent, then
         # KeyboardInterrupt is raised at a point where the pipe is consistent.
@@ -123,9 +134,6 @@ def _worker(conn: Connection, captures: Sequence[str], index: int, count: int, c
             for ev in tracker.flush():
                 write(ev)
         except KeyboardInterrupt:
-            # The terminal's Ctrl-C and the parent's forwarded one may both arrive:
-            # once flushing has begun, further interrupts are ignored.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
             for ev in tracker.flush():
                 write(ev)
             control("interrupted", None)
