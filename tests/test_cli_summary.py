@@ -14,7 +14,7 @@ against tshark's HTTP hosts, DNS names and TLS server names.
 Captures large enough for timing-sensitive checks (progress, Ctrl-C, the
 tmux terminal check) are built in a temporary directory by repeating the
 packaged demo capture's records with shifted timestamps, or taken from
-``/work/benchrun/wl-large.pcap`` when that benchmark capture exists.
+``$FLOWSCOPE_BENCH_PCAP`` (e.g. the benchmark's ``wl-large.pcap``) when set.
 Failures a user would meet are simulated with real mechanisms: a shadow
 ``httptools`` package first on ``PYTHONPATH`` (a missing extra; a SIGINT
 delivered inside one of its callbacks), a pipe left unread until it is full
@@ -52,7 +52,7 @@ from flowscope_cli._common import demo_capture
 
 PROG = "flow-summary"
 BIN = Path(sys.executable).parent
-BENCH_LARGE = Path("/work/benchrun/wl-large.pcap")
+BENCH_LARGE = Path(os.environ.get("FLOWSCOPE_BENCH_PCAP", "/nonexistent/wl-large.pcap"))
 DEMO_PACKETS = 136  # data/README.md: "It is 136 packets of HTTP browsing ..."
 
 Record = Dict[str, Any]
