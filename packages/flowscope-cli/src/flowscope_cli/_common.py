@@ -10,9 +10,10 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import IO, Iterator, List, Optional, TextIO
+from typing import IO, Callable, Iterable, Iterator, List, Optional, TextIO, Tuple
 
 from flowscope import CaptureFormatError, CaptureReader, FlowTracker, open_capture
+from flowscope_core import FlowEvent
 
 
 class Exit(enum.IntEnum):
@@ -148,6 +149,11 @@ class Housekeeper:
         """The capture now being read."""
         self._what = (name, reader, tracker)
 
+    @property
+    def watched(self) -> bool:
+        """Whether any capture was opened and read."""
+        return self._what is not None
+
     def __enter__(self) -> "Housekeeper":
         gc.disable()
         self._thread.start()
@@ -180,3 +186,44 @@ def capture_paths(args_captures: List[str], demo: bool) -> Iterator[str]:
     if demo or not args_captures:
         yield str(demo_capture())
     yield from args_captures
+
+
+def feed_captures(
+    prog: str,
+    captures: Iterable[str],
+    tracker: FlowTracker,
+    write: Callable[[FlowEvent], None],
+    keeper: Housekeeper,
+    *,
+    verb: str = "used",
+    paced: Optional[Callable[[CaptureReader], Iterable[Tuple[int, bytes, int, int]]]] = None,
+) -> Exit:
+    """Read every capture, in order, into one tracker and write its events; flush at the end.
+
+    A capture that cannot be opened or is damaged is reported in one line (the
+    packets before the damage "were ``verb``") and the others are still read;
+    the status is the worst seen.  ``paced`` wraps a reader (flow-replay's
+    pacing); unwrapped, the reader reaches the tracker as it is, so its fused
+    pcap loop runs.  ``KeyboardInterrupt`` and ``MissingExtraError`` reach the
+    caller.
+    """
+    status = Exit.OK
+    for path in captures:
+        reader, failed = open_reported(prog, path)
+        if reader is None:
+            status = max(status, failed)
+            continue
+        keeper.watch(path, reader, tracker)
+        with reader:
+            frames = reader if paced is None else paced(reader)
+            try:
+                for ev in tracker.process(frames, flush=False):
+                    write(ev)
+            except CaptureFormatError as e:
+                keeper.progress.done()
+                error(prog, f"{e.path}: capture damaged at byte offset {e.offset}: {e.reason}; "
+                      f"the {reader.packets:,} packets before it were {verb}")  # fmt: skip
+                status = max(status, Exit.DAMAGED)
+    for ev in tracker.flush():
+        write(ev)
+    return status

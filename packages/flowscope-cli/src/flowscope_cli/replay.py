@@ -88,7 +88,6 @@ from flowscope import (
 )
 from flowscope._tracker import Flow
 from flowscope_core import (
-    CaptureFormatError,
     FlowEnded,
     FlowEvent,
     FlowInfo,
@@ -111,8 +110,8 @@ from flowscope_cli._common import (
     Progress,
     capture_paths,
     error,
+    feed_captures,
     open_output,
-    open_reported,
     quiet_broken_pipe,
 )
 
@@ -779,29 +778,12 @@ def run(
     progress = Progress(show)
     pacer = Pacer(speed, args.max_gap, sleep=sleep, monotonic=monotonic) if speed is not None else None
     write = _writer(args.format, out, types)
-    status = Exit.OK
     keeper = Housekeeper(progress).__enter__()
     try:
         try:
-            for path in captures:
-                reader, failed = open_reported(PROG, path)
-                if reader is None:
-                    status = max(status, failed)
-                    continue
-                keeper.watch(path, reader, tracker)
-                with reader:
-                    # Unpaced, the reader goes to the tracker as it is (its fused pcap loop).
-                    frames: Iterable[Tuple[int, bytes, int, int]] = reader if pacer is None else pacer.paced(reader)
-                    try:
-                        for ev in tracker.process(frames, flush=False):
-                            write(ev)
-                    except CaptureFormatError as e:
-                        progress.done()
-                        error(PROG, f"{e.path}: capture damaged at byte offset {e.offset}: {e.reason}; "
-                              f"the {reader.packets:,} packets before it were replayed")
-                        status = max(status, Exit.DAMAGED)
-            for ev in tracker.flush():
-                write(ev)
+            # Unpaced, the reader goes to the tracker as it is (its fused pcap loop).
+            status = feed_captures(PROG, captures, tracker, write, keeper, verb="replayed",
+                                   paced=None if pacer is None else pacer.paced)  # fmt: skip
         except KeyboardInterrupt:
             progress.done()
             for ev in tracker.flush():

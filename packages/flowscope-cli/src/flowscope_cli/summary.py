@@ -10,13 +10,13 @@ from typing import Callable, List, Optional, Sequence, TextIO, Tuple
 from flowscope import (
     CsvSink,
     FilterSyntaxError,
-    PacketFilter,
-    compile_filter,
     FlowTracker,
     JsonLinesSink,
+    PacketFilter,
     TrackerConfig,
+    compile_filter,
 )
-from flowscope_core import CaptureFormatError, FlowEvent, MissingExtraError
+from flowscope_core import FlowEvent, MissingExtraError
 
 from flowscope_cli._common import (
     Exit,
@@ -24,6 +24,7 @@ from flowscope_cli._common import (
     Progress,
     capture_paths,
     error,
+    feed_captures,
     open_output,
     open_reported,
     quiet_broken_pipe,
@@ -139,29 +140,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     report = Report() if args.format == "table" else None
     write = _sink(args.format, out, report)
     progress = Progress(args.progress)
-    status = Exit.OK
     keeper = Housekeeper(progress).__enter__()
-    opened = 0
     try:
         try:
-            for path in captures:
-                reader, failed = open_reported(PROG, path)
-                if reader is None:
-                    status = max(status, failed)
-                    continue
-                opened += 1
-                keeper.watch(path, reader, tracker)
-                with reader:
-                    try:
-                        for ev in tracker.process(reader, flush=False):
-                            write(ev)
-                    except CaptureFormatError as e:
-                        keeper.progress.done()
-                        error(PROG, f"{e.path}: capture damaged at byte offset {e.offset}: {e.reason}; "
-                              f"the {reader.packets:,} packets before it were used")
-                        status = max(status, Exit.DAMAGED)
-            for ev in tracker.flush():
-                write(ev)
+            status = feed_captures(PROG, captures, tracker, write, keeper)
         except KeyboardInterrupt:
             progress.done()
             for ev in tracker.flush():
@@ -173,7 +155,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             error(PROG, str(e))
             return Exit.MISSING_EXTRA
         keeper.__exit__(None, None, None)  # no progress redraw may land inside the report
-        if report is not None and opened:  # no report of nothing when no input could be read
+        if report is not None and keeper.watched:  # no report of nothing when no input could be read
             report.render(out, tracker.stats.as_dict())
         if args.stats:
             sys.stderr.write(" ".join(f"{k}={v}" for k, v in tracker.stats.as_dict().items()) + "\n")
