@@ -90,7 +90,7 @@ def run_pcap(
     pfilter = tracker._filter
     out = tracker._out
     l7 = tracker._l7
-    take = tracker._take
+    drain = tracker._drain
     base = 0
     end = len(buf)
     last_sec = -1
@@ -200,7 +200,7 @@ def run_pcap(
                 next_tick = tracker._next_tick
                 if out:
                     progress(base + pos, count)
-                    yield from take()
+                    yield from drain()
                 continue
             npk += 1
             nby += wire_len
@@ -295,7 +295,7 @@ def run_pcap(
                 stats.bytes += nby
                 npk = nby = 0
                 progress(base + pos, count)
-                yield from take()
+                yield from drain()
         stats.packets += npk
         stats.bytes += nby
         npk = nby = 0

@@ -40,9 +40,10 @@ writes the old flow and starts a new one.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Protocol, Tuple
+from typing import Callable, Deque, Dict, Hashable, Iterable, Iterator, List, Optional, Protocol, Tuple
 
 import heapq
+from collections import deque
 
 from lru import LRU
 
@@ -261,7 +262,9 @@ class FlowTracker:
         # measured ~0.4 µs more than a dict's, a third of the per-packet budget.
         self._table: Dict[Hashable, Flow] = {}
         self._recency: "LRU[Hashable, Flow]" = LRU(cfg.max_flows, callback=self._on_evict)
-        self._out: List[FlowEvent] = []
+        # A deque, so that the generators can hand events out one by one and leave
+        # the undelivered ones in place (see _drain).
+        self._out: Deque[FlowEvent] = deque()
         if isinstance(extractor, FiveTuple):
             # The default key runs inline on the fast path; only its option matters.
             self._vlan_key = extractor.vlan_in_key or cfg.vlan_in_key
@@ -319,16 +322,19 @@ class FlowTracker:
                     self, buf, 24, order, nanos, link, frames.max_caplen, frames._fill, frames._fail, frames._at
                 )
                 if flush:
-                    yield from self.flush()
+                    self._end_all()
+                    yield from self._drain()
                 return
         packet = self._packet
         out = self._out
+        drain = self._drain
         for ts, frame, wire_len, lt in frames:
             packet(ts, frame, lt, wire_len)
             if out:
-                yield from self._take()
+                yield from drain()
         if flush:
-            yield from self.flush()
+            self._end_all()
+            yield from drain()
 
     def expire(self, now: int) -> List[FlowEvent]:
         """Advance the clock to ``now`` (ns) and write every flow that timed out by then."""
@@ -339,6 +345,10 @@ class FlowTracker:
 
     def flush(self) -> List[FlowEvent]:
         """Write every open flow (``end_of_input``) and clear the table and fragments."""
+        self._end_all()
+        return self._take()
+
+    def _end_all(self) -> None:
         ts = self._now
         for f in sorted(self._table.values(), key=_first_ts):
             self._end(f, EndReason.END_OF_INPUT, ts)
@@ -348,18 +358,27 @@ class FlowTracker:
         self._heap.clear()
         self._stale = 0
         self._decoder.defrag.clear()
-        return self._take()
 
     # ------------------------------------------------------------------ hot path
 
     def _take(self) -> List[FlowEvent]:
-        # The list object stays the same (the fused loop holds a reference to it).
+        # The deque object stays the same (the fused loop holds a reference to it).
         out = self._out
         if not out:
             return _NO_EVENTS
-        taken = out[:]
+        taken = list(out)
         out.clear()
         return taken
+
+    def _drain(self) -> Iterator[FlowEvent]:
+        """Yield the pending events, each leaving the queue only as it is handed out.
+
+        A consumer interrupted while writing one (Ctrl-C) leaves the rest
+        queued, so a later ``flush()`` still delivers them in order.
+        """
+        out = self._out
+        while out:
+            yield out.popleft()
 
     def _packet(self, ts: int, frame: bytes, lt: int, wire_len: int) -> None:
         st = self.stats
