@@ -5,7 +5,9 @@ iterable of frames) and :func:`flows` (flow records only, the fastest mode).
 :class:`FlowTracker` is the per-worker engine underneath for callers who own
 their loop; :func:`open_capture` reads pcap and pcapng files.  The
 vocabulary (events, Protocols, errors) comes from ``flowscope_core`` and is
-re-exported here.
+re-exported here.  :data:`COMPILED` tells whether the per-packet loop runs
+compiled (built by Cython at install time where a C compiler is present) or
+interpreted (the same source; set ``FLOWSCOPE_PURE_PYTHON=1`` to force it).
 """
 
 from flowscope_core import (
@@ -23,6 +25,7 @@ from flowscope_core import (
     SessionRecord,
 )
 
+from flowscope._accel import COMPILED
 from flowscope._api import Source, events, flows, frames
 from flowscope._capture import CaptureReader, open_capture
 from flowscope._community_id import community_id
@@ -42,6 +45,7 @@ from flowscope._tracker import FlowTracker, L7Engine, TrackerStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "COMPILED",
     "L7",
     "BpfCompileError",
     "CaptureFormatError",

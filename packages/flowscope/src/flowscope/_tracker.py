@@ -313,9 +313,10 @@ class FlowTracker:
             add_secrets = getattr(self._l7, "add_secrets", None)
             if add_secrets is not None and frames.on_secrets is None:
                 frames.on_secrets = add_secrets  # decryption secrets embedded in pcapng
-            layout = frames._take_pcap()
+            # The fused loop inlines the default 5-tuple key; a custom extractor takes the general path.
+            layout = frames._take_pcap() if self._extractor is None else None
             if layout is not None:
-                from flowscope._fastpath import run_pcap
+                from flowscope._accel import run_pcap
 
                 buf, order, nanos, link = layout
                 yield from run_pcap(
