@@ -11,6 +11,7 @@ conversations cover what the corpus does not.
 
 from __future__ import annotations
 
+import gc
 import socket
 import sys
 from collections import defaultdict
@@ -747,3 +748,30 @@ def test_missing_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(MissingExtraError) as info:
         fac.create(FLOW)
     assert info.value.extra == "http" and "pip install" in str(info.value)
+
+
+def test_finished_sessions_leave_no_reference_cycles() -> None:
+    # llhttp holds the side's bound callbacks and the side holds llhttp: the session
+    # breaks that cycle when it finishes, so reference counting frees a flow's parser
+    # state at once and a long run does not lean on the cyclic garbage collector.
+    def one(pipelined: bool, head: bool) -> None:
+        p = HttpSessionParser()
+        method = b"HEAD" if head else b"GET"
+        reqs = [method + b" /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(3 if pipelined else 1)]
+        p.data(Direction.ORIG, b"".join(reqs), 1)
+        for _ in reqs:
+            p.data(Direction.RESP, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" + (b"" if head else b"ok"), 2)
+        p.close(3)
+
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for pipelined in (False, True):
+            for head in (False, True):
+                for _ in range(20):
+                    one(pipelined, head)
+        assert gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()

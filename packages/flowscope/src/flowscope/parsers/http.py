@@ -1027,6 +1027,8 @@ class HttpSessionParser:
 
     def _emit(self, txn: _Txn) -> None:
         resp = txn.resp
+        if resp is not None:
+            resp.txn = None  # the response is over: no cycle left for the garbage collector
         uri = txn.uri
         self._out.append(
             HttpTransaction(
@@ -1072,6 +1074,13 @@ class HttpSessionParser:
         self._done = True
         self._resp.stop(eof)
         self._req.stop(eof)
+        # Break the reference cycles (session <-> side <-> llhttp parser, which holds the
+        # side's bound callbacks) so the flow's parser state is freed by reference counting
+        # as soon as the engine lets go, without waiting for the cyclic garbage collector.
+        # Nothing touches a side once the session is done.
+        for side in (self._req, self._resp):
+            del side.parser
+            del side.s
 
     # parser construction -------------------------------------------------
 
