@@ -1,11 +1,13 @@
-"""The compiled fused loop against its own source, interpreted.
+"""The compiled modules against their own Python source.
 
-``flowscope/_fastpath.py`` is compiled by Cython at install time (typed by
-``_fastpath.pxd``) where a C compiler is present, as it is for this test
-suite's setup (README command 2).  Both must hand out the same events in the
-same order, with the application layer on, on every classic-pcap corpus
-capture; the flow-only comparison with the general path lives in
-``test_flows_corpus.py``.
+``flowscope/_tracker.py`` and ``flowscope/_fastpath.py`` are compiled by
+Cython at install time (typed by their ``.pxd`` files) where a C compiler is
+present, as it is for this test suite's setup (README command 2).  The same
+``flow-summary`` run, once compiled and once with ``FLOWSCOPE_PURE_PYTHON=1``
+(the Python source, interpreted), must write the same bytes and exit alike:
+on every corpus capture, application layer on, and on seeded handmade
+traffic that takes every branch the fused loop hands off, with and without
+the options that change its key and packet judgement.
 """
 
 from __future__ import annotations
@@ -15,70 +17,71 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import List, Tuple
 
 import pytest
 
 import flowscope
-from flowscope import FlowTracker, default_engine
-from flowscope import _fastpath
-from flowscope._accel import load_source, stale
-from flowscope._sinks import event_to_dict
-from flowscope_core import CaptureFormatError, FlowEvent
+from flowscope import _fastpath, _tracker
+from flowscope._accel import COMPILED_MODULES, built_extension, stale
 
+import packets as P
 from conftest import corpus_pcaps
-from test_flows_corpus import CLASSIC, pcap_layout
+from test_flows_corpus import Traffic
 
 
-def _run(run_pcap: Callable[..., Iterator[FlowEvent]], data: bytes, chunk: int) -> List[Dict[str, Any]]:
-    """Every event, application layer on, with the file handed over ``chunk`` bytes at a time."""
-    tr = FlowTracker(l7=default_engine())
-    order, nanos, link = pcap_layout(data)
-    fed = [24 + chunk]
-
-    def more(buf: bytes, pos: int, need: int) -> bytes:
-        start = fed[0]
-        fed[0] = start + max(chunk, need)
-        return buf[pos:] + data[start : fed[0]]
-
-    def damage(offset: int, reason: str) -> CaptureFormatError:
-        return CaptureFormatError("<test>", offset, reason)
-
-    evs = list(run_pcap(tr, data[: fed[0]], 24, order, nanos, link, 1 << 24, more, damage, lambda o, n: None))
-    evs += tr.flush()
-    return [event_to_dict(e) for e in evs]
+def _summary(args: List[str], pure: bool) -> Tuple[int, str, str]:
+    env = dict(os.environ)
+    env.pop("FLOWSCOPE_PURE_PYTHON", None)
+    if pure:
+        env["FLOWSCOPE_PURE_PYTHON"] = "1"
+    code = "import sys, flowscope; from flowscope_cli.summary import main; sys.stderr.write(f'compiled={flowscope.COMPILED}\\n'); sys.exit(main())"
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=600)
+    return out.returncode, out.stdout, out.stderr
 
 
-def test_this_setup_runs_the_compiled_loop() -> None:
-    # README command (2) installs with Cython and a C compiler: the extension must exist and be in use.
-    assert not str(_fastpath.__file__).endswith(".py"), (
-        "flowscope/_fastpath was not compiled: reinstall with `pip install -e packages/flowscope` "
-        "where Cython and a C compiler are available"
-    )
-    assert flowscope.COMPILED is (os.environ.get("FLOWSCOPE_PURE_PYTHON") != "1")
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory: pytest.TempPathFactory) -> List[str]:
+    tmp = tmp_path_factory.mktemp("accel")
+    paths = [str(p) for p in corpus_pcaps()]
+    for seed in (1, 2, 3):
+        path = tmp / f"traffic-{seed}.pcap"
+        path.write_bytes(P.pcap_bytes(Traffic(seed).build(), nanos=seed == 2))
+        paths.append(str(path))
+    return paths
 
 
-@pytest.mark.parametrize("pcap", CLASSIC, ids=[p.stem for p in CLASSIC])
-def test_compiled_and_interpreted_loops_give_the_same_events(pcap: Path) -> None:
-    data = pcap.read_bytes()
-    compiled = _run(_fastpath.run_pcap, data, 65536)
-    assert compiled == _run(load_source().run_pcap, data, 65536)
-    # Records cut by the chunk boundaries change nothing either.
-    assert compiled == _run(_fastpath.run_pcap, data, 1000)
+def test_this_setup_runs_the_compiled_modules() -> None:
+    # README command (2) installs with Cython and a C compiler: the extensions must exist and be in use.
+    for name in COMPILED_MODULES:
+        assert built_extension(name) is not None, (
+            f"flowscope.{name} was not compiled: reinstall with `pip install -e packages/flowscope` "
+            "where Cython and a C compiler are available"
+        )
+    in_use = [not str(mod.__file__).endswith(".py") for mod in (_tracker, _fastpath)]
+    want = os.environ.get("FLOWSCOPE_PURE_PYTHON") != "1"
+    assert in_use == [want, want] and flowscope.COMPILED is want
 
 
-def test_pure_python_can_be_forced_from_the_environment() -> None:
-    env = dict(os.environ, FLOWSCOPE_PURE_PYTHON="1")
-    code = "import flowscope, flowscope._accel as a; print(flowscope.COMPILED, a.run_pcap.__module__)"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "flowscope._fastpath_source"]
+@pytest.mark.parametrize(
+    "options",
+    [["--format", "jsonl"], ["--format", "jsonl", "--flows-only", "--vlan-in-key", "-F", "tcp or udp or icmp"]],
+    ids=["default", "vlan-key-and-filter"],
+)
+def test_compiled_and_interpreted_write_the_same_records(captures: List[str], options: List[str]) -> None:
+    compiled = _summary([*options, *captures], pure=False)
+    interpreted = _summary([*options, *captures], pure=True)
+    assert "compiled=True" in compiled[2] and "compiled=False" in interpreted[2]
+    assert compiled[0] == interpreted[0]
+    assert compiled[1] == interpreted[1]
+    assert compiled[1].count('"event_type":"flow"') > 300
 
 
 def test_a_build_older_than_its_source_is_stale_only_in_a_checkout(tmp_path: Path) -> None:
     pkg = tmp_path / "packages" / "flowscope" / "src" / "flowscope"
     pkg.mkdir(parents=True)
-    ext = pkg / "_fastpath.cpython-311-x86_64-linux-gnu.so"
-    src = pkg / "_fastpath.py"
+    ext = pkg / "_tracker.cpython-311-x86_64-linux-gnu.so"
+    src = pkg / "_tracker.py"
     ext.write_bytes(b"")
     src.write_text("")
     past = time.time() - 100
@@ -88,8 +91,17 @@ def test_a_build_older_than_its_source_is_stale_only_in_a_checkout(tmp_path: Pat
     assert stale(ext, src)
     os.utime(src, (past - 100, past - 100))
     assert not stale(ext, src)
+    src.with_suffix(".pxd").write_text("")  # the .pxd is part of the source
+    assert stale(ext, src)
     assert not stale(pkg / "missing.so", src)
 
 
-def test_the_corpus_has_classic_pcaps_to_compare() -> None:
-    assert len(CLASSIC) >= 5 and len(CLASSIC) <= len(corpus_pcaps())
+def test_built_extensions_are_found_by_their_platform_suffix(tmp_path: Path) -> None:
+    assert built_extension("_tracker", tmp_path) is None
+    (tmp_path / "_tracker.py").write_text("")
+    assert built_extension("_tracker", tmp_path) is None
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    (tmp_path / ("_tracker" + EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    assert built_extension("_tracker", tmp_path) == tmp_path / ("_tracker" + EXTENSION_SUFFIXES[0])
+    assert COMPILED_MODULES == ("_tracker", "_fastpath")

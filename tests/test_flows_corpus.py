@@ -7,9 +7,8 @@ and payload bytes sent by each endpoint must be equal.  The VLAN ids and the
 encapsulation path of each truth flow are checked too.
 
 The fused loop (:func:`flowscope._fastpath.run_pcap`, called directly on
-the file's bytes, both compiled and interpreted from its source, and through
-``FlowTracker.process`` when a pcap reader hands over to it, with chunks
-small enough to cut records) must write
+the file's bytes, and through ``FlowTracker.process`` when a pcap reader
+hands over to it, with chunks small enough to cut records) must write
 exactly the records and counters of the general path
 (:meth:`FlowTracker.feed` per frame from :func:`flowscope.open_capture`),
 on every classic-pcap corpus capture and on
@@ -31,9 +30,8 @@ import pytest
 import flowscope
 from flowscope import FlowEnded, FlowTracker, TrackerConfig, open_capture
 from flowscope._capture import CaptureLimits
-from flowscope import _fastpath
-from flowscope._accel import load_source
-from flowscope._sinks import event_to_dict, flow_json, flow_to_dict
+from flowscope._fastpath import run_pcap
+from flowscope._sinks import flow_json, flow_to_dict
 from flowscope_core import CaptureFormatError, FlowEvent
 
 import packets as P
@@ -174,13 +172,8 @@ def pcap_layout(data: bytes) -> Tuple[str, bool, int]:
     return order, magic == 0xA1B23C4D, struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
 
 
-def fused(data: bytes, config: Optional[TrackerConfig], *, source: bool = False) -> Tuple[List[FlowEvent], Dict[str, int]]:
-    """Every event of a classic pcap file through the fused loop, then a flush.
-
-    The loop as imported (compiled where the build made the extension), or
-    with ``source`` the same loop interpreted from ``_fastpath.py``.
-    """
-    run_pcap = load_source().run_pcap if source else _fastpath.run_pcap
+def fused(data: bytes, config: Optional[TrackerConfig]) -> Tuple[List[FlowEvent], Dict[str, int]]:
+    """Every event of a classic pcap file through the fused loop, then a flush."""
     tr = FlowTracker(config)
     order, nanos, link = pcap_layout(data)
 
@@ -230,10 +223,6 @@ def assert_same(path: Path, config: Optional[TrackerConfig]) -> int:
     want = lines(ge)
     assert lines(fe) == want
     assert fs == gs
-    # Compiled and interpreted: the same events in the same order, the same counters.
-    se, ss = fused(data, config, source=True)
-    assert [event_to_dict(e) for e in se] == [event_to_dict(e) for e in fe]
-    assert ss == fs
     assert lines(list(flowscope.events(path, config=config, flows_only=True))) == want
     ce, cs = chunked(path, config, 997)
     assert lines(ce) == want and cs == gs

@@ -1,10 +1,11 @@
-"""Build step for the one compiled module: everything else is in pyproject.toml.
+"""Build step for the compiled modules: everything else is in pyproject.toml.
 
-``flowscope/_fastpath.py`` is compiled by Cython, with the static types of
-``_fastpath.pxd``, into an extension module that Python imports in place of
-the ``.py`` file.  The extension is optional: if Cython or a C compiler is
-missing, or the build fails, the package installs as pure Python and runs
-the same source interpreted (``flowscope.COMPILED`` tells which).  Set
+``flowscope/_tracker.py`` and ``flowscope/_fastpath.py`` are compiled by
+Cython, with the static types of their ``.pxd`` files, into extension
+modules that Python imports in place of the ``.py`` files.  The extensions
+are optional: if Cython or a C compiler is missing, or the build fails, the
+package installs as pure Python and runs the same source interpreted
+(``flowscope.COMPILED`` tells which; see ``flowscope/_accel.py``).  Set
 ``FLOWSCOPE_PURE_PYTHON=1`` to skip the build on purpose.
 """
 
@@ -23,9 +24,12 @@ def _extensions() -> List[Extension]:
         from Cython.Build import cythonize
     except ImportError:
         return []
-    ext = Extension("flowscope._fastpath", ["src/flowscope/_fastpath.py"], optional=True)
+    exts = [
+        Extension(f"flowscope.{name}", [f"src/flowscope/{name}.py"], optional=True)
+        for name in ("_tracker", "_fastpath")  # flowscope._accel.COMPILED_MODULES
+    ]
     directives = {"language_level": 3, "annotation_typing": False}
-    return list(cythonize([ext], compiler_directives=directives, quiet=True))
+    return list(cythonize(exts, compiler_directives=directives, quiet=True))
 
 
 setup(ext_modules=_extensions())

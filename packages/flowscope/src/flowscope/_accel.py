@@ -1,45 +1,49 @@
-"""Which implementation of the fused pcap loop runs: compiled or interpreted.
+"""Which implementation runs: the compiled modules or their Python source.
 
-``flowscope/_fastpath.py`` is the one source of the loop.  An installation
-with a C compiler also has it compiled by Cython (see ``setup.py`` and
-``_fastpath.pxd``), and Python then imports the extension module in place of
-the ``.py`` file: same code, same records, about a quarter less time per
-packet.  This module picks the implementation once, at import:
+Two modules are compiled by Cython at install time where a C compiler is
+present (see ``setup.py``): ``flowscope/_tracker.py``, whose ``.pxd`` makes
+the per-flow state :class:`~flowscope._tracker.Flow` a C struct, and
+``flowscope/_fastpath.py``, the fused per-packet loop, whose ``.pxd`` gives
+its offsets, header fields and clock C types.  The ``.py`` files stay the
+one source: Python imports the extension modules in their place, and runs
+the same code interpreted where nothing was compiled.  Same records either
+way; the compiled pair takes about 40 % less time per packet.
 
-* ``FLOWSCOPE_PURE_PYTHON=1`` in the environment runs the interpreted source
-  even where the extension exists (to debug, or to compare the two);
+This module is imported before anything else in the package and decides
+once, for both modules together (they share the ``Flow`` layout):
+
+* ``FLOWSCOPE_PURE_PYTHON=1`` in the environment runs the Python source even
+  where the extensions exist (to debug, or to compare the two);
 * in a source checkout (an editable install), an extension older than its
-  source is not used: the source runs, with a warning to rebuild, so an edit
-  to ``_fastpath.py`` can never be silently shadowed by a stale build.
+  ``.py`` is not used: the source runs, with a warning to rebuild, so an
+  edit can never be silently shadowed by a stale build.
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Optional, Sequence
 
-from flowscope import _fastpath
+COMPILED_MODULES = ("_tracker", "_fastpath")
+"""The modules that have a compiled form, by name inside the package."""
+
+_HERE = Path(__file__).resolve().parent
 
 
-def _is_extension(mod: ModuleType) -> bool:
-    return not str(getattr(mod, "__file__", "")).endswith(".py")
-
-
-def load_source() -> ModuleType:
-    """The interpreted loop, loaded from ``_fastpath.py`` itself (cached)."""
-    name = "flowscope._fastpath_source"
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_fastpath.py"))
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return mod
+def built_extension(name: str, package_dir: Path = _HERE) -> Optional[Path]:
+    """The extension module file built for ``name`` in ``package_dir``, if any."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = package_dir / (name + suffix)
+        if path.is_file():
+            return path
+    return None
 
 
 def stale(extension: Path, source: Path) -> bool:
@@ -47,27 +51,56 @@ def stale(extension: Path, source: Path) -> bool:
 
     A checkout is recognised by ``setup.py`` two levels above the package
     (``packages/flowscope/setup.py``); an installed wheel has none, and its
-    extension was built from the source installed beside it.
+    extensions were built from the sources installed beside them.  The
+    ``.pxd`` beside the source counts as part of it.
     """
     if not (source.parent.parent.parent / "setup.py").is_file():
         return False
     try:
-        return extension.stat().st_mtime < source.stat().st_mtime
-    except OSError:
+        built = extension.stat().st_mtime
+        newest = max(p.stat().st_mtime for p in (source, source.with_suffix(".pxd")) if p.exists())
+    except (OSError, ValueError):
         return False
+    return built < newest
 
 
-run_pcap = _fastpath.run_pcap
-COMPILED = _is_extension(_fastpath)
-if COMPILED and os.environ.get("FLOWSCOPE_PURE_PYTHON") == "1":
-    COMPILED = False
-elif COMPILED and stale(Path(str(_fastpath.__file__)), Path(__file__).with_name("_fastpath.py")):
-    warnings.warn(
-        "flowscope: the compiled packet loop is older than _fastpath.py; running the source "
-        "interpreted (rebuild with: pip install -e packages/flowscope)",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-    COMPILED = False
-if not COMPILED and _is_extension(_fastpath):
-    run_pcap = load_source().run_pcap
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Imports the compiled modules from their ``.py`` files instead of the extensions."""
+
+    def find_spec(
+        self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
+    ) -> Optional[importlib.machinery.ModuleSpec]:
+        package, _, name = fullname.rpartition(".")
+        if package != __package__ or name not in COMPILED_MODULES:
+            return None
+        return importlib.util.spec_from_file_location(fullname, _HERE / (name + ".py"))
+
+
+def _choose() -> bool:
+    """Whether the extensions are to be used (installs the source finder when not)."""
+    built = {name: built_extension(name) for name in COMPILED_MODULES}
+    if any(p is None for p in built.values()):
+        return False  # nothing (or not everything) was compiled: plain imports find the sources
+    if os.environ.get("FLOWSCOPE_PURE_PYTHON") == "1":
+        use = False
+    else:
+        old = [n for n, p in built.items() if p is not None and stale(p, _HERE / (n + ".py"))]
+        if old:
+            warnings.warn(
+                f"flowscope: the compiled {', '.join(old)} is older than its source; running the Python "
+                "source (rebuild with: pip install -e packages/flowscope)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        use = not old
+    if not use:
+        sys.meta_path.insert(0, _SourceFinder())
+    return use
+
+
+_choose()
+
+from flowscope import _fastpath, _tracker  # noqa: E402  (after the choice above)
+
+COMPILED = not any(str(m.__file__).endswith(".py") for m in (_fastpath, _tracker))
+"""True when the compiled per-packet loop and flow state are in use."""

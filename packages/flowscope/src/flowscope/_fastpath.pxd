@@ -5,6 +5,7 @@
 # the interpreted one does.  Every integer typed here fits its C type: offsets are
 # bounded by the buffer, header fields by their width, times by 2**63 ns.
 import cython
+from flowscope._tracker cimport Flow
 
 @cython.locals(
     eth=bint, vlan_key=bint, general=bint, fwd=bint,
@@ -17,7 +18,7 @@ import cython
     ts=cython.longlong, now=cython.longlong, next_tick=cython.longlong,
     seq=cython.longlong, ack=cython.longlong, e=cython.longlong, n=cython.longlong,
     et=int, proto=int, flags=int, doff=int, win=int, dirn=int, sport=int, dport=int,
-    bits=int, hb=int,
+    bits=int, hb=int, f=Flow, found=Flow,
 )
 cpdef tuple scan(object tracker, bytes buf, Py_ssize_t pos, Py_ssize_t count, object header,
                  long long frac_ns, int link, Py_ssize_t maxcap)

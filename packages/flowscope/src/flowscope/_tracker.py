@@ -316,7 +316,7 @@ class FlowTracker:
             # The fused loop inlines the default 5-tuple key; a custom extractor takes the general path.
             layout = frames._take_pcap() if self._extractor is None else None
             if layout is not None:
-                from flowscope._accel import run_pcap
+                from flowscope._fastpath import run_pcap
 
                 buf, order, nanos, link = layout
                 yield from run_pcap(
