@@ -1,9 +1,10 @@
 # Static types for compiling _fastpath.py with Cython (an augmenting .pxd: the .py
 # file stays the one source of the loop, and runs unchanged where nothing compiled
-# it).  Only offsets, lengths, header fields and the clock become C integers; flows,
-# keys and the tracker stay Python objects, so the compiled loop does exactly what
-# the interpreted one does.  Every integer typed here fits its C type: offsets are
-# bounded by the buffer, header fields by their width, times by 2**63 ns.
+# it).  Offsets, lengths, header fields and the clock become C integers, and flows
+# are the C struct of _tracker.pxd; keys, events and the tracker stay Python
+# objects, so the compiled loop does exactly what the interpreted one does.  Every
+# integer typed here fits its C type: offsets are bounded by the buffer, header
+# fields by their width, times by 2**63 ns.
 import cython
 from flowscope._tracker cimport Flow
 
