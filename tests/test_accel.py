@@ -105,3 +105,19 @@ def test_built_extensions_are_found_by_their_platform_suffix(tmp_path: Path) -> 
     (tmp_path / ("_tracker" + EXTENSION_SUFFIXES[0])).write_bytes(b"")
     assert built_extension("_tracker", tmp_path) == tmp_path / ("_tracker" + EXTENSION_SUFFIXES[0])
     assert COMPILED_MODULES == ("_tracker", "_fastpath")
+
+
+@pytest.mark.parametrize("cli", ["summary", "replay"])
+@pytest.mark.parametrize("pure", [False, True])
+def test_version_says_which_loop_runs(cli: str, pure: bool) -> None:
+    env = dict(os.environ)
+    env.pop("FLOWSCOPE_PURE_PYTHON", None)
+    if pure:
+        env["FLOWSCOPE_PURE_PYTHON"] = "1"
+    out = subprocess.run(
+        [sys.executable, "-m", f"flowscope_cli.{cli}", "--version"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0
+    assert f"(flowscope {flowscope.__version__}, " in out.stdout
+    assert ("interpreted packet loop" in out.stdout) is pure
+    assert ("compiled packet loop" in out.stdout) is not pure

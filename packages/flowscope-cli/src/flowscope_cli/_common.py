@@ -32,6 +32,14 @@ class Exit(enum.IntEnum):
     """Ctrl-C: what was finished was written first."""
 
 
+def version_text(prog: str) -> str:
+    """What ``--version`` prints: the versions, and whether the packet loop runs compiled."""
+    import flowscope
+
+    how = "compiled packet loop" if flowscope.COMPILED else "interpreted packet loop (no compiled build in use)"
+    return f"{prog} (flowscope {flowscope.__version__}, {how}, Python {sys.version.split()[0]})"
+
+
 def error(prog: str, message: str) -> None:
     """One actionable line on standard error."""
     sys.stderr.write(f"{prog}: error: {message}\n")

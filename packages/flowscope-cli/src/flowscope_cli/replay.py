@@ -113,6 +113,7 @@ from flowscope_cli._common import (
     feed_captures,
     open_output,
     quiet_broken_pipe,
+    version_text,
 )
 
 PROG = "flow-replay"
@@ -680,6 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--version", action="version", version=version_text(PROG))
     p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap/pcapng files, replayed in order as one stream; none: the demo")
     p.add_argument("-f", "--format", choices=("log", "jsonl"), default="log", help="output format (default: log)")
     p.add_argument("-o", "--output", metavar="FILE", help="write events here instead of standard output")

@@ -28,6 +28,7 @@ from flowscope_cli._common import (
     open_output,
     open_reported,
     quiet_broken_pipe,
+    version_text,
 )
 from flowscope_cli._report import Report
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--version", action="version", version=version_text(PROG))
     p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap/pcapng files, read in order as one stream; none: the demo")
     p.add_argument("-f", "--format", choices=("table", "jsonl", "csv"), default="table", help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
