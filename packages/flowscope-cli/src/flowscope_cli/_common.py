@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import gc
 import os
+import signal
 import sys
 import threading
 import time
@@ -195,6 +196,59 @@ class Housekeeper:
                 interval = max(self._gc_every, 50 * (last_gc - now))
 
 
+class Interrupt:
+    """Ctrl-C, taken only where it cannot cut a flow's records apart.
+
+    A ``KeyboardInterrupt`` raised wherever SIGINT happens to land can stop the
+    tracker half way through a packet: a flow entered in the table whose
+    ``flow_start`` was not queued yet, say, so the records written at the end
+    contradict each other.  While this is installed (a context manager, main
+    thread only), SIGINT only sets a flag, and :meth:`check` raises
+    ``KeyboardInterrupt`` at the next safe point: before the next read of a
+    capture (at most one 64 KiB chunk later), after an event was written, or
+    in a replay's wait.  Once taken, a second Ctrl-C (while the open flows are
+    being written) raises at once.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.taken = False
+        self._previous: object = None
+        self._installed = False
+
+    def __enter__(self) -> "Interrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_signal)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+            self._installed = False
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.taken:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed and not yet taken."""
+        if self.pending and not self.taken:
+            self.taken = True
+            raise KeyboardInterrupt
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` in slices of at most 0.1 s, checking between them."""
+        end = time.monotonic() + seconds
+        while True:
+            self.check()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.1))
+
+
 def capture_paths(args_captures: List[str], demo: bool) -> Iterator[str]:
     """The inputs in order; the packaged demo when asked for or when none is given."""
     if demo or not args_captures:
@@ -209,6 +263,7 @@ def feed_captures(
     write: Callable[[FlowEvent], None],
     keeper: Housekeeper,
     *,
+    interrupt: Interrupt,
     verb: str = "used",
     paced: Optional[Callable[[CaptureReader], Iterable[Tuple[int, bytes, int, int]]]] = None,
 ) -> Exit:
@@ -218,9 +273,10 @@ def feed_captures(
     packets before the damage "were ``verb``") and the others are still read;
     the status is the worst seen.  ``paced`` wraps a reader (flow-replay's
     pacing); unwrapped, the reader reaches the tracker as it is, so its fused
-    pcap loop runs.  ``KeyboardInterrupt`` and ``MissingExtraError`` reach the
-    caller.
+    pcap loop runs.  ``KeyboardInterrupt`` (from ``interrupt``, at a safe
+    point) and ``MissingExtraError`` reach the caller.
     """
+    check = interrupt.check
     status = Exit.OK
     for path in captures:
         reader, failed = open_reported(prog, path)
@@ -228,11 +284,13 @@ def feed_captures(
             status = max(status, failed)
             continue
         keeper.watch(path, reader, tracker)
+        reader.on_read = check
         with reader:
             frames = reader if paced is None else paced(reader)
             try:
                 for ev in tracker.process(frames, flush=False):
                     write(ev)
+                    check()
             except CaptureFormatError as e:
                 keeper.progress.done()
                 error(prog, f"{e.path}: capture damaged at byte offset {e.offset}: {e.reason}; "

@@ -107,6 +107,7 @@ from typing_extensions import assert_never
 from flowscope_cli._common import (
     Exit,
     Housekeeper,
+    Interrupt,
     Progress,
     capture_paths,
     error,
@@ -729,10 +730,14 @@ def _writer(fmt: str, out: TextIO, types: Optional[frozenset[str]]) -> Callable[
 def run(
     argv: Optional[Sequence[str]] = None,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Optional[Callable[[float], None]] = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Run the command; returns the exit status.  ``sleep``/``monotonic`` pace the replay."""
+    """Run the command; returns the exit status.
+
+    ``sleep``/``monotonic`` pace the replay; the default sleep wakes up every
+    0.1 s to see whether Ctrl-C was pressed.
+    """
     args = build_parser().parse_args(argv)
     if args.max_flows < 1:
         error(PROG, "--max-flows must be at least 1")
@@ -778,13 +783,16 @@ def run(
     if show is None:
         show = sys.stderr.isatty() and not (out is sys.stdout and sys.stdout.isatty())
     progress = Progress(show)
-    pacer = Pacer(speed, args.max_gap, sleep=sleep, monotonic=monotonic) if speed is not None else None
+    interrupt = Interrupt()
+    pause = interrupt.sleep if sleep is None else sleep
+    pacer = Pacer(speed, args.max_gap, sleep=pause, monotonic=monotonic) if speed is not None else None
     write = _writer(args.format, out, types)
     keeper = Housekeeper(progress).__enter__()
+    interrupt.__enter__()
     try:
         try:
             # Unpaced, the reader goes to the tracker as it is (its fused pcap loop).
-            status = feed_captures(PROG, captures, tracker, write, keeper, verb="replayed",
+            status = feed_captures(PROG, captures, tracker, write, keeper, interrupt=interrupt, verb="replayed",
                                    paced=None if pacer is None else pacer.paced)  # fmt: skip
         except KeyboardInterrupt:
             progress.done()
@@ -806,6 +814,7 @@ def run(
         quiet_broken_pipe()
         return Exit.OK
     finally:
+        interrupt.__exit__(None, None, None)
         keeper.__exit__(None, None, None)
         if streams is not None:
             streams.close()

@@ -21,6 +21,7 @@ from flowscope_core import FlowEvent, MissingExtraError
 from flowscope_cli._common import (
     Exit,
     Housekeeper,
+    Interrupt,
     Progress,
     capture_paths,
     error,
@@ -143,9 +144,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     write = _sink(args.format, out, report)
     progress = Progress(args.progress)
     keeper = Housekeeper(progress).__enter__()
+    interrupt = Interrupt().__enter__()
     try:
         try:
-            status = feed_captures(PROG, captures, tracker, write, keeper)
+            status = feed_captures(PROG, captures, tracker, write, keeper, interrupt=interrupt)
         except KeyboardInterrupt:
             progress.done()
             for ev in tracker.flush():
@@ -166,6 +168,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         quiet_broken_pipe()
         return Exit.OK
     finally:
+        interrupt.__exit__(None, None, None)
         keeper.__exit__(None, None, None)
         if out is not sys.stdout:
             out.close()

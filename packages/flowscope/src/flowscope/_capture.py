@@ -221,6 +221,7 @@ class CaptureReader:
         "offset",
         "packets",
         "on_secrets",
+        "on_read",
         "_limits",
         "_stream",
         "_owns_stream",
@@ -240,6 +241,7 @@ class CaptureReader:
     offset: int
     packets: int
     on_secrets: Optional[Callable[[int, bytes], None]]
+    on_read: Optional[Callable[[], None]]
 
     def __init__(
         self,
@@ -268,6 +270,12 @@ class CaptureReader:
         WireGuard keys; ...) and ``secrets_data`` its payload without padding.
         A block whose secrets length overruns it is skipped.  The callback
         runs inside the iteration, so whatever it raises reaches the loop."""
+        self.on_read = None
+        """Called before each read from the input (once per chunk, 64 KiB by
+        default), while no packet is half processed: every packet handed out
+        so far went through the tracker completely.  Whatever it raises ends
+        the iteration there, so it is the place for a safe stop (the CLI
+        raises ``KeyboardInterrupt`` from it after a Ctrl-C)."""
         self._limits = limits
         self._stream = stream
         self._owns_stream = owns_stream
@@ -415,6 +423,8 @@ class CaptureReader:
         have = len(tail)
         if self._exhausted:
             return tail
+        if self.on_read is not None:
+            self.on_read()
         parts = [tail]
         target = max(need, self._limits.chunk_bytes)
         fill = target if self._gzip is not None else need
