@@ -722,3 +722,36 @@ def test_corpus_client_hellos_match_tshark(corpus_dir: Path) -> None:
             assert f"0x{hello.legacy_version:04x}" == rec["client_version"], where
             checked += 1
     assert checked >= 85
+
+
+def test_fingerprint_memo_tells_apart_every_field_it_reads_and_stays_bounded() -> None:
+    from flowscope.parsers import _tlswire
+
+    def hello(ciphers: Sequence[int], alpn: bytes, sigalgs: Sequence[int], sni: bool = True) -> ClientHello:
+        exts = [alpn_ext(alpn), u16_list_ext(0x000D, sigalgs), versions_ext((0x0304,))]
+        if sni:
+            exts.insert(0, sni_ext("example.com"))
+        h = parse_client_hello(client_hello_body(ciphers=ciphers, extensions=exts))
+        assert h is not None
+        return h
+
+    base = hello((0x1301, 0x1302), b"h2", (0x0403,))
+    variants = [
+        hello((0x1302, 0x1301), b"h2", (0x0403,)),  # cipher order: same JA4, other JA3
+        hello((0x1301, 0x1302), b"http/1.1", (0x0403,)),
+        hello((0x1301, 0x1302), b"h2", (0x0804,)),
+        hello((0x1301, 0x1302), b"h2", (0x0403,), sni=False),
+    ]
+    first = (ja3(base), ja4(base), ja4(base, "q"))
+    assert (ja3(base), ja4(base), ja4(base, "q")) == first  # a hit gives what was computed
+    for h in variants:
+        # Memoised or not, the value is the one computed from scratch.
+        _tlswire._JA3_MEMO.clear()
+        _tlswire._JA4_MEMO.clear()
+        cold = (ja3(h), ja4(h), ja4_r(h))
+        assert (ja3(h), ja4(h), ja4_r(h)) == cold
+    assert len({ja4(h) for h in variants[1:]} | {ja4(base)}) == 4
+    assert ja4(variants[0]) == ja4(base) and ja3(variants[0]) != ja3(base)
+    for i in range(_tlswire._MEMO_SIZE + 10):
+        ja4(hello((0x1301, 0x1302), b"h2", (0x0400 + i % 60000,)))
+    assert len(_tlswire._JA4_MEMO) <= _tlswire._MEMO_SIZE

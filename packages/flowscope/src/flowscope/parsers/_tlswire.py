@@ -69,7 +69,7 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import List, Mapping, Optional, Set, Tuple
+from typing import Dict, List, Mapping, Optional, Set, Tuple, TypeVar
 
 __all__ = [
     "CIPHER_SUITE_NAMES",
@@ -483,6 +483,24 @@ def _join_ints(values: Tuple[int, ...]) -> str:
     return "-".join([str(v) for v in values if v not in _GREASE])
 
 
+# Fingerprints are memoised on exactly the fields they read: real traffic
+# repeats a few client and server stacks many times over, so most hellos hit.
+# Each cache is dropped whole when it reaches _MEMO_SIZE entries (bounded memory,
+# no bookkeeping per hit).
+_MEMO_SIZE = 4096
+T = TypeVar("T")
+_JA3_MEMO: Dict[Tuple[object, ...], Tuple[str, str]] = {}
+_JA3S_MEMO: Dict[Tuple[object, ...], Tuple[str, str]] = {}
+_JA4_MEMO: Dict[Tuple[object, ...], str] = {}
+
+
+def _remember(memo: Dict[Tuple[object, ...], T], key: Tuple[object, ...], value: T) -> T:
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
 def ja3(ch: ClientHello) -> Tuple[str, str]:
     """The JA3 string and its MD5 (Salesforce's definition).
 
@@ -491,6 +509,12 @@ def ja3(ch: ClientHello) -> Tuple[str, str]:
     cipher, extension and group lists, and the ClientHello's legacy version
     (never the record layer's or supported_versions').
     """
+    key = (ch.legacy_version, ch.cipher_suites, ch.extension_types, ch.supported_groups, ch.ec_point_formats)
+    hit = _JA3_MEMO.get(key)
+    return hit if hit is not None else _remember(_JA3_MEMO, key, _ja3(ch))
+
+
+def _ja3(ch: ClientHello) -> Tuple[str, str]:
     text = ",".join(
         (
             str(ch.legacy_version),
@@ -505,8 +529,12 @@ def ja3(ch: ClientHello) -> Tuple[str, str]:
 
 def ja3s(sh: ServerHello) -> Tuple[str, str]:
     """The JA3S string (``SSLVersion,Cipher,Extensions``, legacy version) and its MD5."""
+    key = (sh.legacy_version, sh.cipher_suite, sh.extension_types)
+    hit = _JA3S_MEMO.get(key)
+    if hit is not None:
+        return hit
     text = f"{sh.legacy_version},{sh.cipher_suite},{_join_ints(sh.extension_types)}"
-    return text, _md5_hex(text)
+    return _remember(_JA3S_MEMO, key, (text, _md5_hex(text)))
 
 
 _JA4_VERSIONS = MappingProxyType(
@@ -572,10 +600,16 @@ def ja4(ch: ClientHello, transport: str = "t") -> str:
     in wire order (no ``_`` when there are none); an empty list hashes to
     ``000000000000``.
     """
+    alpn = ch.alpn_raw[0] if ch.alpn_raw else None
+    key = (transport, ch.legacy_version, ch.supported_versions, ch.cipher_suites, ch.extension_types, alpn,
+           ch.signature_algorithms)  # fmt: skip
+    hit = _JA4_MEMO.get(key)
+    if hit is not None:
+        return hit
     part_a, cipher_list, ext_list, sig_list = _ja4_parts(ch, transport)
     part_c = f"{ext_list}_{sig_list}" if sig_list else ext_list
     part_c_hash = _sha256_12(part_c) if ext_list else _JA4_EMPTY_HASH
-    return f"{part_a}_{_sha256_12(cipher_list)}_{part_c_hash}"
+    return _remember(_JA4_MEMO, key, f"{part_a}_{_sha256_12(cipher_list)}_{part_c_hash}")
 
 
 def ja4_r(ch: ClientHello, transport: str = "t") -> str:
