@@ -23,7 +23,7 @@ import pytest
 
 import flowscope
 from flowscope import _fastpath, _tracker
-from flowscope._accel import COMPILED_MODULES, built_extension, stale
+from flowscope._accel import COMPILED_MODULES, built_extension, decide, stale
 
 import packets as P
 from conftest import corpus_pcaps
@@ -121,3 +121,19 @@ def test_version_says_which_loop_runs(cli: str, pure: bool) -> None:
     assert f"(flowscope {flowscope.__version__}, " in out.stdout
     assert ("interpreted packet loop" in out.stdout) is pure
     assert ("compiled packet loop" in out.stdout) is not pure
+
+
+def test_what_runs_is_decided_for_both_modules_together(tmp_path: Path) -> None:
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    pkg = tmp_path / "site-packages" / "flowscope"  # an installed wheel: no setup.py above
+    pkg.mkdir(parents=True)
+    for name in COMPILED_MODULES:
+        (pkg / (name + ".py")).write_text("")
+    assert decide(pkg, pure_requested=False) == (False, None)  # pure-Python install: silent
+    (pkg / ("_fastpath" + EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    use, why = decide(pkg, pure_requested=False)
+    assert not use and why is not None and "_tracker was not built" in why  # half a build cannot run
+    (pkg / ("_tracker" + EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    assert decide(pkg, pure_requested=False) == (True, None)
+    assert decide(pkg, pure_requested=True) == (False, None)

@@ -29,7 +29,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 COMPILED_MODULES = ("_tracker", "_fastpath")
 """The modules that have a compiled form, by name inside the package."""
@@ -76,25 +76,39 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, _HERE / (name + ".py"))
 
 
+def decide(package_dir: Path, pure_requested: bool) -> Tuple[bool, Optional[str]]:
+    """Whether to use the extensions built in ``package_dir``, and why not (a warning) if that is news.
+
+    No extension at all: a pure-Python install, nothing to say.  Otherwise
+    the extensions are used unless ``pure_requested``, one is missing (the
+    compiled loop needs the compiled ``Flow``, so half a build cannot run)
+    or one is older than its source in a checkout.
+    """
+    built = {name: built_extension(name, package_dir) for name in COMPILED_MODULES}
+    if all(p is None for p in built.values()):
+        return False, None
+    if pure_requested:
+        return False, None
+    missing = [n for n, p in built.items() if p is None]
+    if missing:
+        return False, f"flowscope: {', '.join(missing)} was not built"
+    old = [n for n, p in built.items() if p is not None and stale(p, package_dir / (n + ".py"))]
+    if old:
+        return False, f"flowscope: the compiled {', '.join(old)} is older than its source"
+    return True, None
+
+
 def _choose() -> bool:
-    """Whether the extensions are to be used (installs the source finder when not)."""
-    built = {name: built_extension(name) for name in COMPILED_MODULES}
-    if any(p is None for p in built.values()):
-        return False  # nothing (or not everything) was compiled: plain imports find the sources
-    if os.environ.get("FLOWSCOPE_PURE_PYTHON") == "1":
-        use = False
-    else:
-        old = [n for n, p in built.items() if p is not None and stale(p, _HERE / (n + ".py"))]
-        if old:
-            warnings.warn(
-                f"flowscope: the compiled {', '.join(old)} is older than its source; running the Python "
-                "source (rebuild with: pip install -e packages/flowscope)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        use = not old
-    if not use:
-        sys.meta_path.insert(0, _SourceFinder())
+    """Apply :func:`decide` to this package: warn, and install the source finder when not compiled."""
+    use, why = decide(_HERE, os.environ.get("FLOWSCOPE_PURE_PYTHON") == "1")
+    if why is not None:
+        warnings.warn(
+            f"{why}; running the Python source (rebuild with: pip install -e packages/flowscope)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if not use and any(built_extension(name) is not None for name in COMPILED_MODULES):
+        sys.meta_path.insert(0, _SourceFinder())  # hide the extensions that exist
     return use
 
 
