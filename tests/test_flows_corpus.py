@@ -390,3 +390,32 @@ def test_fused_loop_reads_big_endian_and_other_link_types(tmp_path: Path) -> Non
     ip_only = [(t, f[14:], w - 14) for t, f, w in recs if f[12:14] in (b"\x08\x00", b"\x86\xdd")]
     raw.write_bytes(P.pcap_bytes(ip_only, link=101))
     assert assert_same(raw, None) > 10
+
+
+def test_a_record_over_the_length_bound_comes_after_every_earlier_event(tmp_path: Path) -> None:
+    # The fused loop scans a chunk at a time; the events of the records before the
+    # bad one must still be handed out before the error, as the general path does.
+    recs = [(t, f, w) for t, f, w in Traffic(5).build(10, 5) if len(f) < 200][:40]
+    huge = (recs[-1][0] + 1, b"\0" * 300, 300)
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(P.pcap_bytes(recs + [huge]))
+    limits = CaptureLimits(max_pcap_caplen=256)
+
+    def until_error(use_process: bool) -> Tuple[List[Dict[str, Any]], int]:
+        tr = FlowTracker(emit_starts=True)
+        got: List[FlowEvent] = []
+        with open_capture(path, limits=limits) as reader:
+            with pytest.raises(CaptureFormatError) as err:
+                if use_process:
+                    for ev in tr.process(reader, flush=False):
+                        got.append(ev)
+                else:
+                    for ts, frame, wire_len, lt in reader:
+                        got += tr.feed(ts, frame, lt, wire_len)
+        return [flowscope.event_to_dict(e) for e in got], err.value.offset
+
+    fused_events, fused_offset = until_error(True)
+    general_events, general_offset = until_error(False)
+    assert fused_offset == general_offset
+    assert len(general_events) > 3
+    assert fused_events == general_events

@@ -775,3 +775,54 @@ def test_finished_sessions_leave_no_reference_cycles() -> None:
     finally:
         if enabled:
             gc.enable()
+
+
+def _run_session(steps: Sequence[Tuple[str, Direction, bytes]]) -> List[HttpEvent]:
+    """Feed ``("data"|"end"|"gap", direction, bytes)`` steps, then close; every event, in order."""
+    p = HttpSessionParser()
+    out: List[HttpEvent] = []
+    for i, (what, d, data) in enumerate(steps):
+        if what == "data":
+            out += p.data(d, data, i + 1)
+        elif what == "end":
+            out += p.end(d, i + 1)
+        else:
+            out += p.gap(d, len(data), i + 1)
+    out += p.close(len(steps) + 1)
+    return out
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("last", ["end", "gap"])
+def test_a_flow_failed_while_its_upgrade_request_was_held_still_ends_cleanly(method: str, last: str) -> None:
+    # The 400 releases the held client bytes; they are malformed, which fails the
+    # flow from inside the response's handling (for HEAD, from inside the code that
+    # then starts a new llhttp parser); the response direction then ends.
+    req = method.encode() + b" /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    evs = _run_session(
+        [
+            ("data", Direction.ORIG, req + b"\x00\x01 not http \r\n\r\n"),
+            ("data", Direction.RESP, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
+            (last, Direction.RESP, b"xx"),
+        ]
+    )
+    txns = [e for e in evs if isinstance(e, HttpTransaction)]
+    errors = [e for e in evs if isinstance(e, HttpError)]
+    assert [(t.method, t.uri, t.status_code) for t in txns] == [(method, "/chat", 400)]
+    assert [e.reason for e in errors] == ["request_malformed"]
+
+
+def test_connect_answered_without_a_body_hands_the_tunnel_over() -> None:
+    # "200 Connection established" with Content-Length: 0 completes inside the piece
+    # that carries its headers; what follows is the tunnel (TLS here), not HTTP.
+    evs = _run_session(
+        [
+            ("data", Direction.ORIG, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
+            ("data", Direction.RESP, b"HTTP/1.1 200 Connection established\r\nContent-Length: 0\r\n\r\n"),
+            ("data", Direction.ORIG, b"\x16\x03\x01\x00\x05hello"),
+            ("data", Direction.RESP, b"\x16\x03\x03\x00\x05world"),
+        ]
+    )
+    assert [type(e).__name__ for e in evs] == ["HttpTransaction"]
+    (txn,) = evs
+    assert isinstance(txn, HttpTransaction) and (txn.method, txn.status_code) == ("CONNECT", 200)

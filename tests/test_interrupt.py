@@ -77,3 +77,24 @@ def test_on_read_is_called_once_per_chunk(tmp_path: Path) -> None:
         n = sum(1 for _ in reader)
     assert n > 0
     assert size // 4096 <= len(calls) <= size // 4096 + 3
+
+
+def test_a_second_ctrl_c_before_the_first_was_taken_raises_at_once() -> None:
+    # Blocked on a silent pipe, the first Ctrl-C cannot be taken: the second one must work.
+    with Interrupt() as interrupt:
+        signal.raise_signal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        assert interrupt.taken
+        interrupt.check()  # already taken: nothing more
+
+
+def test_an_ignored_sigint_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with Interrupt() as interrupt:
+            signal.raise_signal(signal.SIGINT)
+            assert not interrupt.pending
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

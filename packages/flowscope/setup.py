@@ -29,7 +29,10 @@ def _extensions() -> List[Extension]:
         for name in ("_tracker", "_fastpath")  # flowscope._accel.COMPILED_MODULES
     ]
     directives = {"language_level": 3, "annotation_typing": False}
-    return list(cythonize(exts, compiler_directives=directives, quiet=True))
+    built = list(cythonize(exts, compiler_directives=directives, quiet=True))
+    for ext in built:
+        ext.optional = True  # cythonize() rebuilds each Extension and drops the flag
+    return built
 
 
 setup(ext_modules=_extensions())

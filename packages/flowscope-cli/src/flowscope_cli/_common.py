@@ -206,8 +206,10 @@ class Interrupt:
     thread only), SIGINT only sets a flag, and :meth:`check` raises
     ``KeyboardInterrupt`` at the next safe point: before the next read of a
     capture (at most one 64 KiB chunk later), after an event was written, or
-    in a replay's wait.  Once taken, a second Ctrl-C (while the open flows are
-    being written) raises at once.
+    in a replay's wait.  A second Ctrl-C raises at once: while the open flows
+    are being written after the first, or when the first could not be taken
+    (reading a pipe that stays silent, writing to one that is full).  A SIGINT
+    ignored when the command started (a background job) stays ignored.
     """
 
     def __init__(self) -> None:
@@ -217,7 +219,7 @@ class Interrupt:
         self._installed = False
 
     def __enter__(self) -> "Interrupt":
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._on_signal)
             self._installed = True
         return self
@@ -228,7 +230,8 @@ class Interrupt:
             self._installed = False
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if self.taken:
+        if self.taken or self.pending:
+            self.taken = True
             raise KeyboardInterrupt
         self.pending = True
 

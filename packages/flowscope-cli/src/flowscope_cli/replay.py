@@ -794,6 +794,7 @@ def run(
             # Unpaced, the reader goes to the tracker as it is (its fused pcap loop).
             status = feed_captures(PROG, captures, tracker, write, keeper, interrupt=interrupt, verb="replayed",
                                    paced=None if pacer is None else pacer.paced)  # fmt: skip
+            interrupt.check()  # pressed after the last safe point: still an interrupted run
         except KeyboardInterrupt:
             progress.done()
             for ev in tracker.flush():

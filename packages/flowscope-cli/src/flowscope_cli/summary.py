@@ -148,6 +148,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     try:
         try:
             status = feed_captures(PROG, captures, tracker, write, keeper, interrupt=interrupt)
+            interrupt.check()  # pressed after the last safe point: still an interrupted run
         except KeyboardInterrupt:
             progress.done()
             for ev in tracker.flush():

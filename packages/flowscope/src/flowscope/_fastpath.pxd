@@ -14,7 +14,7 @@ from flowscope._tracker cimport Flow
     end=Py_ssize_t, rec=Py_ssize_t, nxt=Py_ssize_t, p=Py_ssize_t, lim=Py_ssize_t,
     ip_end=Py_ssize_t, l4=Py_ssize_t, plen6=Py_ssize_t,
     cap_end=Py_ssize_t, poff=Py_ssize_t, plen=Py_ssize_t, pend=Py_ssize_t, ulen=Py_ssize_t,
-    need=Py_ssize_t, npk=Py_ssize_t, nby=Py_ssize_t, caplen=Py_ssize_t, wire_len=Py_ssize_t,
+    need=Py_ssize_t, npk=Py_ssize_t, nby=cython.longlong, caplen=cython.longlong, wire_len=cython.longlong,
     sec=cython.longlong, frac=cython.longlong, last_sec=cython.longlong, sec_ns=cython.longlong,
     ts=cython.longlong, now=cython.longlong, next_tick=cython.longlong,
     seq=cython.longlong, ack=cython.longlong, e=cython.longlong, n=cython.longlong,

@@ -84,11 +84,11 @@ def run_pcap(
     while True:
         pos, count, need = scan(tracker, buf, pos, count, header, frac_ns, link, maxcap)
         progress(base + pos, count)
+        if out:
+            yield from drain()
         if need < 0:
             caplen = header(buf, pos)[2]
             raise damage(base + pos, f"pcap record captured length {caplen} exceeds the bound of {maxcap} bytes")
-        if out:
-            yield from drain()
         buf = more(buf, pos, need)
         base += pos
         pos = 0

@@ -862,6 +862,8 @@ class HttpSessionParser:
             self._sync(side, data, ts)
         else:
             side.feed(data, ts)
+        if self._done:
+            self._unlink()
         return out
 
     def gap(self, direction: Direction, length: int, ts: Timestamp) -> Sequence[HttpEvent]:
@@ -878,6 +880,7 @@ class HttpSessionParser:
         self._out = out
         if not self._done:
             self._finish_flow(eof=True)
+        self._unlink()
         return out
 
     # roles ----------------------------------------------------------------
@@ -950,6 +953,8 @@ class HttpSessionParser:
             self._pre[d] = b""
         else:
             side.stop(eof)
+        if self._done:
+            self._unlink()
         return out
 
     # pairing --------------------------------------------------------------
@@ -1027,8 +1032,10 @@ class HttpSessionParser:
 
     def _emit(self, txn: _Txn) -> None:
         resp = txn.resp
-        if resp is not None:
-            resp.txn = None  # the response is over: no cycle left for the garbage collector
+        # The transaction is written once; unlinking it from its response leaves no
+        # request <-> response cycle for the garbage collector (resp.txn stays: the
+        # response side may still read it, e.g. for a CONNECT answered without a body).
+        txn.resp = None
         uri = txn.uri
         self._out.append(
             HttpTransaction(
@@ -1074,13 +1081,17 @@ class HttpSessionParser:
         self._done = True
         self._resp.stop(eof)
         self._req.stop(eof)
-        # Break the reference cycles (session <-> side <-> llhttp parser, which holds the
-        # side's bound callbacks) so the flow's parser state is freed by reference counting
-        # as soon as the engine lets go, without waiting for the cyclic garbage collector.
-        # Nothing touches a side once the session is done.
+
+    def _unlink(self) -> None:
+        """Once done, break the reference cycles (session <-> side <-> llhttp parser,
+        which holds the side's bound callbacks), so the flow's parser state is freed
+        by reference counting as soon as the engine lets go, without waiting for the
+        cyclic garbage collector.  Called only on the way out of the public methods,
+        when no side method is still running; a done session touches no side again."""
         for side in (self._req, self._resp):
-            del side.parser
-            del side.s
+            if hasattr(side, "s"):
+                del side.parser
+                del side.s
 
     # parser construction -------------------------------------------------
 
