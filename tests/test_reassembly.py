@@ -393,6 +393,41 @@ def test_fast_path_hands_over_the_payload_object_itself() -> None:
     assert events[0] == StreamData(offset=0, data=payload, ts=5)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.binary(min_size=0, max_size=40), st.sampled_from([0, FIN, RST])), max_size=30))
+def test_take_is_segment_without_the_event(steps: List[Tuple[int, bytes, int]]) -> None:
+    # Two reassemblers fed alike: one through segment() only, one trying take() first.
+    # take() succeeds exactly when segment() would return a lone StreamData at the
+    # delivered point, and both end in the same state.
+    a, b = TcpReassembler(ReassemblyConfig(depth=300)), TcpReassembler(ReassemblyConfig(depth=300))
+    for r in (a, b):
+        r.segment(1000, b"", 0, SYN)
+    seq = 1001
+    for t, (jump, data, flags) in enumerate(steps):
+        s = seq + (0 if jump < 2 else jump * 7)  # mostly in order, sometimes ahead
+        before = b.delivered
+        want = a.segment(s, data, t, flags)
+        if b.take(s, data, flags):
+            assert want == [StreamData(offset=before, data=data, ts=t)]
+        else:
+            assert b.segment(s, data, t, flags) == want
+        assert (b.delivered, b.buffered, b.missed_bytes) == (a.delivered, a.buffered, a.missed_bytes)
+        seq = s + len(data)
+    assert b.flush(99) == a.flush(99)
+
+
+def test_take_declines_what_segment_must_judge() -> None:
+    r = TcpReassembler()
+    r.segment(100, b"", 0, SYN)
+    assert not r.take(101, b"", ACK)  # no data
+    assert not r.take(101, b"x", FIN)  # a control flag
+    assert not r.take(105, b"x", ACK)  # ahead of the stream
+    assert r.take(101, b"abc", ACK) and r.delivered == 3
+    r.segment(110, b"later", 1, ACK)  # out of order: buffered
+    assert not r.take(104, b"d", ACK)  # something is buffered: segment() delivers both
+    assert r.delivered == 3
+
+
 def test_implements_the_core_protocol() -> None:
     r: Reassembler = TcpReassembler()
     assert r.buffered == 0 and r.missed_bytes == 0

@@ -137,8 +137,18 @@ class L7:
         r = s.reasm[d]
         if r is None:
             r = s.reasm[d] = TcpReassembler(self.config.reassembly, self.budget)
-        if pend > poff or flags & 0x07:
-            evs = r.segment(seq, buf[poff:pend] if pend > poff else b"", ts, flags)
+        if pend > poff:
+            payload = buf[poff:pend]
+            p = s.parser
+            if p is not None and r.take(seq, payload, flags):
+                # In-order data for a chosen parser (most segments): straight to it.
+                self._deliver(flow, s, p, direction, payload, ts)
+            else:
+                evs = r.segment(seq, payload, ts, flags)
+                if evs:
+                    self._stream(flow, s, direction, evs)
+        elif flags & 0x07:
+            evs = r.segment(seq, b"", ts, flags)
             if evs:
                 self._stream(flow, s, direction, evs)
         if flags & 0x10:
@@ -262,6 +272,17 @@ class L7:
         self._emit(flow, p.datagram(direction, payload, ts))
         if s.finishable and p.done:
             self._stop(flow, s)
+
+    def _deliver(self, flow: Flow, s: _Session, p: Any, direction: Direction, data: bytes, ts: int) -> None:
+        """One in-order chunk to the session's parser: what ``_stream`` does for a lone ``StreamData``."""
+        try:
+            self._emit(flow, p.data(direction, data, ts))
+            if s.finishable and p.done:
+                self._stop(flow, s)
+        except MissingExtraError:
+            raise
+        except Exception as e:  # a parser's bug must not end the run: that flow goes unparsed
+            self._parser_failed(flow, s, ts, e)
 
     def _stream(self, flow: Flow, s: _Session, direction: Direction, evs: Sequence[StreamEvent]) -> None:
         try:

@@ -346,16 +346,30 @@ class TcpReassembler:
         ``seq`` is the raw 32-bit sequence number, ``flags`` the TCP flag
         bits (:class:`flowscope_core.TcpFlags` or a plain ``int``).
         """
+        off = self._delivered
+        if self.take(seq, payload, flags):
+            return [_stream_data(off, payload, ts)]
+        return self._segment(seq, payload, len(payload), ts, flags)
+
+    def take(self, seq: int, payload: bytes, flags: int) -> bool:
+        """The common case of :meth:`segment` without building its event.
+
+        When ``payload`` is exactly the next in-order data (no control flag,
+        nothing buffered, within the depth limit) it is taken as delivered
+        and the result is True: the caller hands it on itself, as the one
+        ``StreamData`` that :meth:`segment` would have returned, at offset
+        ``delivered - len(payload)``.  Otherwise nothing changes and the
+        result is False: call :meth:`segment`.
+        """
         n = len(payload)
         if seq == self._next_seq and n and not flags & _CONTROL and not self._starts:
-            off = self._delivered
-            end = off + n
+            end = self._delivered + n
             if end < self._limit:
                 self._delivered = end
                 self._next_seq = (seq + n) & _MASK
                 self._tail = payload if n <= self._window else b""
-                return [_stream_data(off, payload, ts)]
-        return self._segment(seq, payload, n, ts, flags)
+                return True
+        return False
 
     def acked(self, ack: int, ts: Timestamp) -> List[StreamEvent]:
         """The peer acknowledged everything below ``ack`` (raw 32-bit).
