@@ -266,7 +266,8 @@ def feed_captures(
     write: Callable[[FlowEvent], None],
     keeper: Housekeeper,
     *,
-    interrupt: Interrupt,
+    written: str,
+    interrupt: Optional[Interrupt] = None,
     verb: str = "used",
     paced: Optional[Callable[[CaptureReader], Iterable[Tuple[int, bytes, int, int]]]] = None,
 ) -> Exit:
@@ -276,10 +277,36 @@ def feed_captures(
     packets before the damage "were ``verb``") and the others are still read;
     the status is the worst seen.  ``paced`` wraps a reader (flow-replay's
     pacing); unwrapped, the reader reaches the tracker as it is, so its fused
-    pcap loop runs.  ``KeyboardInterrupt`` (from ``interrupt``, at a safe
-    point) and ``MissingExtraError`` reach the caller.
+    pcap loop runs.  Ctrl-C is taken at a safe point (``interrupt``, installed
+    here; pass one when its :meth:`Interrupt.sleep` is needed beforehand): the
+    open flows are written, then ``PROG: error: interrupted; <written>``, and
+    the status is ``INTERRUPTED``; one pressed after the last safe point ends
+    the run the same way.  A second Ctrl-C during that flush, and
+    ``MissingExtraError``, reach the caller.
     """
-    check = interrupt.check
+    with interrupt if interrupt is not None else Interrupt() as taken_at:
+        try:
+            status = _feed(prog, captures, tracker, write, keeper, taken_at.check, verb, paced)
+            taken_at.check()
+        except KeyboardInterrupt:
+            keeper.progress.done()
+            for ev in tracker.flush():
+                write(ev)
+            error(prog, f"interrupted; {written}")
+            return Exit.INTERRUPTED
+    return status
+
+
+def _feed(
+    prog: str,
+    captures: Iterable[str],
+    tracker: FlowTracker,
+    write: Callable[[FlowEvent], None],
+    keeper: Housekeeper,
+    check: Callable[[], None],
+    verb: str,
+    paced: Optional[Callable[[CaptureReader], Iterable[Tuple[int, bytes, int, int]]]],
+) -> Exit:
     status = Exit.OK
     for path in captures:
         reader, failed = open_reported(prog, path)

@@ -788,19 +788,12 @@ def run(
     pacer = Pacer(speed, args.max_gap, sleep=pause, monotonic=monotonic) if speed is not None else None
     write = _writer(args.format, out, types)
     keeper = Housekeeper(progress).__enter__()
-    interrupt.__enter__()
     try:
         try:
             # Unpaced, the reader goes to the tracker as it is (its fused pcap loop).
-            status = feed_captures(PROG, captures, tracker, write, keeper, interrupt=interrupt, verb="replayed",
+            status = feed_captures(PROG, captures, tracker, write, keeper, written="open flows were written",
+                                   interrupt=interrupt, verb="replayed",
                                    paced=None if pacer is None else pacer.paced)  # fmt: skip
-            interrupt.check()  # pressed after the last safe point: still an interrupted run
-        except KeyboardInterrupt:
-            progress.done()
-            for ev in tracker.flush():
-                write(ev)
-            error(PROG, "interrupted; open flows were written")
-            status = Exit.INTERRUPTED
         except MissingExtraError as e:
             progress.done()
             error(PROG, str(e))
@@ -815,7 +808,6 @@ def run(
         quiet_broken_pipe()
         return Exit.OK
     finally:
-        interrupt.__exit__(None, None, None)
         keeper.__exit__(None, None, None)
         if streams is not None:
             streams.close()

@@ -21,7 +21,6 @@ from flowscope_core import FlowEvent, MissingExtraError
 from flowscope_cli._common import (
     Exit,
     Housekeeper,
-    Interrupt,
     Progress,
     capture_paths,
     error,
@@ -144,17 +143,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     write = _sink(args.format, out, report)
     progress = Progress(args.progress)
     keeper = Housekeeper(progress).__enter__()
-    interrupt = Interrupt().__enter__()
     try:
         try:
-            status = feed_captures(PROG, captures, tracker, write, keeper, interrupt=interrupt)
-            interrupt.check()  # pressed after the last safe point: still an interrupted run
-        except KeyboardInterrupt:
-            progress.done()
-            for ev in tracker.flush():
-                write(ev)
-            error(PROG, "interrupted; flows seen so far were written")
-            status = Exit.INTERRUPTED
+            status = feed_captures(PROG, captures, tracker, write, keeper, written="flows seen so far were written")
         except MissingExtraError as e:
             progress.done()
             error(PROG, str(e))
@@ -169,7 +160,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         quiet_broken_pipe()
         return Exit.OK
     finally:
-        interrupt.__exit__(None, None, None)
         keeper.__exit__(None, None, None)
         if out is not sys.stdout:
             out.close()

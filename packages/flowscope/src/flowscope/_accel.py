@@ -107,8 +107,8 @@ def _choose() -> bool:
             RuntimeWarning,
             stacklevel=3,
         )
-    if not use and any(built_extension(name) is not None for name in COMPILED_MODULES):
-        sys.meta_path.insert(0, _SourceFinder())  # hide the extensions that exist
+    if not use:
+        sys.meta_path.insert(0, _SourceFinder())  # hide whatever extensions exist
     return use
 
 

@@ -18,15 +18,18 @@ source.  The flow-update code below therefore mirrors
 suite runs every corpus capture through both paths and requires identical
 records, so the two cannot drift apart unnoticed.
 
-The loop keeps the tracker's clock and counters in locals and writes them
-back before anything that reads them (timer ticks, new flows, the general
-path, the L7 engine, yielding events).
+:func:`scan` takes every whole record of one read chunk and keeps the
+tracker's clock and counters in locals, writing them back before anything
+that reads them (timer ticks, new flows, the general path, the L7 engine)
+and before it returns; :func:`run_pcap` then hands out the chunk's events
+and reads on.  Where a C compiler was at hand this module is compiled by
+Cython with the types of ``_fastpath.pxd`` (see ``flowscope._accel``).
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, Tuple
 
 from flowscope_core import CaptureFormatError, FlowEvent
 
@@ -43,7 +46,6 @@ from flowscope._tracker import (
     PARTIAL,
     SYN_ACK_SENT,
     SYN_SENT,
-    Flow,
     FlowTracker,
 )
 
